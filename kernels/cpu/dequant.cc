@@ -1,0 +1,188 @@
+// Scalar dequantization, written to read like the block layouts in llama.cpp's ggml-common.h.
+// This is the reference; fast quantized dot products (later) are tested against it.
+#include "kernels/dequant.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+namespace tessera::kernels {
+namespace {
+
+uint16_t LoadU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint32_t LoadU32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+float LoadHalf(const uint8_t* p) { return HalfToFloat(LoadU16(p)); }
+
+// Q8_0 block (34 bytes): f16 d; int8 q[32].  x = d * q
+void BlockQ8_0(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  for (int i = 0; i < 32; ++i) y[i] = d * static_cast<int8_t>(b[2 + i]);
+}
+
+// Q4_0 block (18 bytes): f16 d; u8 qs[16]. Element j is the low nibble of qs[j], element
+// j+16 the high nibble.  x = d * (q - 8)
+void BlockQ4_0(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  const uint8_t* qs = b + 2;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * ((qs[j] & 0x0F) - 8);
+    y[j + 16] = d * ((qs[j] >> 4) - 8);
+  }
+}
+
+// Q4_1 block (20 bytes): f16 d; f16 m; u8 qs[16].  x = d * q + m
+void BlockQ4_1(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  const float m = LoadHalf(b + 2);
+  const uint8_t* qs = b + 4;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * (qs[j] & 0x0F) + m;
+    y[j + 16] = d * (qs[j] >> 4) + m;
+  }
+}
+
+// Q5_0 block (22 bytes): f16 d; u32 qh (bit j = 5th bit of element j); u8 qs[16].
+// x = d * (q - 16)
+void BlockQ5_0(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  const uint32_t qh = LoadU32(b + 2);
+  const uint8_t* qs = b + 6;
+  for (int j = 0; j < 16; ++j) {
+    const int lo = (qs[j] & 0x0F) | (((qh >> j) & 1) << 4);
+    const int hi = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+    y[j] = d * (lo - 16);
+    y[j + 16] = d * (hi - 16);
+  }
+}
+
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K super-block, packed in 12 bytes.
+void ScaleMinK4(int j, const uint8_t* q, int* scale, int* min) {
+  if (j < 4) {
+    *scale = q[j] & 63;
+    *min = q[j + 4] & 63;
+  } else {
+    *scale = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+    *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Q4_K super-block (144 bytes, 256 elements): f16 d; f16 dmin; u8 scales[12]; u8 qs[128].
+// Eight sub-blocks of 32 with 6-bit scale sc and min m:  x = d*sc*q - dmin*m.
+// Each 32 bytes of qs hold two sub-blocks: low nibbles first, then high nibbles.
+void BlockQ4_K(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  const float dmin = LoadHalf(b + 2);
+  const uint8_t* scales = b + 4;
+  const uint8_t* q = b + 16;
+  for (int sub = 0; sub < 8; sub += 2) {
+    int sc0, m0, sc1, m1;
+    ScaleMinK4(sub, scales, &sc0, &m0);
+    ScaleMinK4(sub + 1, scales, &sc1, &m1);
+    for (int l = 0; l < 32; ++l) *y++ = d * sc0 * (q[l] & 0x0F) - dmin * m0;
+    for (int l = 0; l < 32; ++l) *y++ = d * sc1 * (q[l] >> 4) - dmin * m1;
+    q += 32;
+  }
+}
+
+// Q6_K super-block (210 bytes, 256 elements): u8 ql[128] (low 4 bits); u8 qh[64] (high 2
+// bits); int8 scales[16] (one per 16 elements); f16 d.  x = d * scale * (q - 32)
+void BlockQ6_K(float* y, const uint8_t* b) {
+  const uint8_t* ql = b;
+  const uint8_t* qh = b + 128;
+  const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+  const float d = LoadHalf(b + 208);
+  for (int half = 0; half < 2; ++half) {
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      y[l] = d * sc[is + 0] * q1;
+      y[l + 32] = d * sc[is + 2] * q2;
+      y[l + 64] = d * sc[is + 4] * q3;
+      y[l + 96] = d * sc[is + 6] * q4;
+    }
+    y += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+template <void (*Block)(float*, const uint8_t*)>
+void Blocks(float* out, const uint8_t* src, int64_t n, int64_t elems, int64_t bytes) {
+  for (int64_t i = 0; i < n / elems; ++i) Block(out + i * elems, src + i * bytes);
+}
+
+}  // namespace
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t mant = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400) == 0);
+      bits = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | ((mant & 0x3FF) << 13);
+    }
+  } else if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  return std::bit_cast<float>(bits);
+}
+
+float Bf16ToFloat(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+
+uint16_t FloatToHalf(float f) {
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t absx = x & 0x7FFFFFFF;
+  if (absx >= 0x7F800000u) {  // inf or nan
+    return sign | 0x7C00 | (absx > 0x7F800000u ? 0x200 : 0);
+  }
+  if (absx >= 0x477FF000u) return sign | 0x7C00;  // rounds past the largest half: inf
+  if (absx < 0x38800000u) {                        // subnormal half or zero
+    const float scaled = std::bit_cast<float>(absx) * 16777216.0f;  // * 2^24
+    return sign | static_cast<uint16_t>(std::nearbyint(scaled));
+  }
+  const uint32_t mant_odd = (absx >> 13) & 1;
+  const uint32_t rounded = absx + 0xFFF + mant_odd;
+  return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
+}
+
+void DequantizeRow(float* out, const void* src_void, DType type, int64_t n) {
+  const auto* src = static_cast<const uint8_t*>(src_void);
+  const DTypeInfo info = Info(type);
+  switch (type) {
+    case DType::kF32:
+      std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(LoadU16(src + 2 * i));
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(LoadU16(src + 2 * i));
+      return;
+    case DType::kQ8_0: return Blocks<BlockQ8_0>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ4_0: return Blocks<BlockQ4_0>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ4_1: return Blocks<BlockQ4_1>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ5_0: return Blocks<BlockQ5_0>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ4_K: return Blocks<BlockQ4_K>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ6_K: return Blocks<BlockQ6_K>(out, src, n, info.block_elems, info.block_bytes);
+  }
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,59 @@
+// Element types of weight tensors, and their storage layout.
+//
+// Quantized types are stored in blocks of `BlockElems()` elements taking `BlockBytes()`
+// bytes, laid out as llama.cpp's ggml defines them. A row of a quantized matrix is a whole
+// number of blocks; a tensor whose innermost dimension is not a multiple of the block size
+// cannot be stored in that type. Every function here is pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include "absl/strings/string_view.h"
+
+namespace tessera::kernels {
+
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kQ8_0,
+  kQ4_0,
+  kQ4_1,
+  kQ5_0,
+  kQ4_K,
+  kQ6_K,
+};
+
+struct DTypeInfo {
+  absl::string_view name;  // as llama.cpp and safetensors spell it: "F32", "Q4_K", ...
+  int64_t block_elems;    // 1 for plain types
+  int64_t block_bytes;    // bytes of one block
+  bool quantized;
+};
+
+// The layout of `t`.
+constexpr DTypeInfo Info(DType t) {
+  switch (t) {
+    case DType::kF32: return {"F32", 1, 4, false};
+    case DType::kF16: return {"F16", 1, 2, false};
+    case DType::kBF16: return {"BF16", 1, 2, false};
+    case DType::kQ8_0: return {"Q8_0", 32, 34, true};
+    case DType::kQ4_0: return {"Q4_0", 32, 18, true};
+    case DType::kQ4_1: return {"Q4_1", 32, 20, true};
+    case DType::kQ5_0: return {"Q5_0", 32, 22, true};
+    case DType::kQ4_K: return {"Q4_K", 256, 144, true};
+    case DType::kQ6_K: return {"Q6_K", 256, 210, true};
+  }
+  return {"?", 1, 1, false};  // unreachable: every enumerator is handled above
+}
+
+constexpr absl::string_view Name(DType t) { return Info(t).name; }
+
+// The type named `name` ("F32", "bf16", "Q4_K", ...; case-insensitive), if any.
+std::optional<DType> DTypeFromName(absl::string_view name);
+
+// Bytes taken by `n` elements of type `t`, or nullopt if `n` is negative, is not a whole
+// number of blocks, or the byte count overflows int64.
+std::optional<int64_t> BytesFor(DType t, int64_t n);
+
+}  // namespace tessera::kernels
