@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
 #include "runtime/io/mapped_file.h"
+#include "runtime/model/tensor_info.h"
 
 namespace tessera::gguf {
 
@@ -78,15 +79,7 @@ class Value {
   std::vector<Value> items_;
 };
 
-struct TensorInfo {
-  std::string name;
-  std::vector<int64_t> shape;  // outermost first, as PyTorch prints it (GGUF's ne reversed)
-  kernels::DType type;
-  uint64_t file_offset;  // absolute offset of the data in the file
-  int64_t elements;
-  int64_t bytes;
-  std::span<const uint8_t> data;  // view of the bytes in the file
-};
+using ::tessera::TensorInfo;
 
 class GgufFile {
  public:

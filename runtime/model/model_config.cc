@@ -1,0 +1,132 @@
+#include "runtime/model/model_config.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace tessera {
+namespace {
+
+using json = nlohmann::json;
+
+absl::Status CheckShape(const ModelConfig& c, const std::string& where) {
+  auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
+  };
+  if (c.n_layers <= 0 || c.hidden <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
+      c.head_dim <= 0 || c.ffn <= 0) {
+    return bad(absl::StrCat("layers, hidden size, heads, KV heads, head dim and FFN size must "
+                            "be positive; found ",
+                            c.n_layers, ", ", c.hidden, ", ", c.n_heads, ", ", c.n_kv_heads,
+                            ", ", c.head_dim, ", ", c.ffn));
+  }
+  if (c.n_heads % c.n_kv_heads != 0) {
+    return bad(absl::StrCat(c.n_heads, " attention heads are not a multiple of ", c.n_kv_heads,
+                            " KV heads"));
+  }
+  if (c.n_experts < 0 || c.n_experts_used < 0 || c.n_experts_used > c.n_experts) {
+    return bad(absl::StrCat("expert count ", c.n_experts, " / experts per token ",
+                            c.n_experts_used, " are inconsistent"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
+  ModelConfig c;
+  auto arch = f.GetString("general.architecture");
+  if (!arch.ok()) return arch.status();
+  c.arch = std::string(*arch);
+  if (auto name = f.GetString("general.name"); name.ok()) c.name = std::string(*name);
+  const std::string p = c.arch + ".";
+  auto need = [&](const std::string& key, int64_t& out) -> absl::Status {
+    auto v = f.GetInt(p + key);
+    if (!v.ok()) return v.status();
+    out = *v;
+    return absl::OkStatus();
+  };
+  for (auto [key, out] : {std::pair<const char*, int64_t*>{"block_count", &c.n_layers},
+                          {"embedding_length", &c.hidden},
+                          {"attention.head_count", &c.n_heads},
+                          {"feed_forward_length", &c.ffn},
+                          {"context_length", &c.context}}) {
+    if (absl::Status s = need(key, *out); !s.ok()) return s;
+  }
+  c.n_kv_heads = f.GetInt(p + "attention.head_count_kv").value_or(c.n_heads);
+  if (c.n_heads > 0 && c.hidden % c.n_heads == 0) c.head_dim = c.hidden / c.n_heads;
+  c.head_dim = f.GetInt(p + "attention.key_length").value_or(c.head_dim);
+  c.rope_theta = f.GetFloat(p + "rope.freq_base").value_or(10000.0);
+  c.norm_eps = f.GetFloat(p + "attention.layer_norm_rms_epsilon").value_or(1e-5);
+  c.n_experts = f.GetInt(p + "expert_count").value_or(0);
+  c.n_experts_used = f.GetInt(p + "expert_used_count").value_or(0);
+  if (auto sw = f.GetInt(p + "attention.sliding_window"); sw.ok()) c.sliding_window = *sw;
+  if (auto v = f.GetInt(p + "vocab_size"); v.ok()) {
+    c.vocab = *v;
+  } else if (const gguf::Value* tokens = f.Find("tokenizer.ggml.tokens")) {
+    c.vocab = static_cast<int64_t>(tokens->items().size());
+  }
+  c.tied_embeddings = f.FindTensor("output.weight") == nullptr;
+  if (absl::Status s = CheckShape(c, f.name()); !s.ok()) return s;
+  return c;
+}
+
+absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path) {
+  ModelConfig c;
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", key, ": ", what));
+  };
+  auto get_int = [&](const char* key, int64_t& out, bool required) -> absl::Status {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+      return required ? bad(key, "missing") : absl::OkStatus();
+    }
+    if (!it->is_number_integer()) return bad(key, "expected an integer");
+    out = it->get<int64_t>();
+    return absl::OkStatus();
+  };
+  auto get_float = [&](const char* key, double& out) -> absl::Status {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return absl::OkStatus();
+    if (!it->is_number()) return bad(key, "expected a number");
+    out = it->get<double>();
+    return absl::OkStatus();
+  };
+  auto mt = j.find("model_type");
+  if (mt == j.end() || !mt->is_string()) return bad("model_type", "missing or not a string");
+  c.arch = mt->get<std::string>();
+  if (auto n = j.find("_name_or_path"); n != j.end() && n->is_string()) c.name = n->get<std::string>();
+  for (auto [key, out, required] : {std::tuple<const char*, int64_t*, bool>{
+                                        "num_hidden_layers", &c.n_layers, true},
+                                    {"hidden_size", &c.hidden, true},
+                                    {"num_attention_heads", &c.n_heads, true},
+                                    {"intermediate_size", &c.ffn, true},
+                                    {"vocab_size", &c.vocab, true},
+                                    {"max_position_embeddings", &c.context, false},
+                                    {"num_local_experts", &c.n_experts, false},
+                                    {"num_experts", &c.n_experts, false},
+                                    {"num_experts_per_tok", &c.n_experts_used, false}}) {
+    if (absl::Status s = get_int(key, *out, required); !s.ok()) return s;
+  }
+  c.n_kv_heads = c.n_heads;
+  if (absl::Status s = get_int("num_key_value_heads", c.n_kv_heads, false); !s.ok()) return s;
+  if (c.n_heads > 0 && c.hidden % c.n_heads == 0) c.head_dim = c.hidden / c.n_heads;
+  if (absl::Status s = get_int("head_dim", c.head_dim, false); !s.ok()) return s;
+  if (c.n_experts > 0) {  // MoE configs name the per-expert size separately
+    for (const char* key : {"moe_intermediate_size"}) {
+      if (absl::Status s = get_int(key, c.ffn, false); !s.ok()) return s;
+    }
+  }
+  if (absl::Status s = get_float("rope_theta", c.rope_theta); !s.ok()) return s;
+  if (absl::Status s = get_float("rms_norm_eps", c.norm_eps); !s.ok()) return s;
+  if (auto sw = j.find("sliding_window"); sw != j.end() && sw->is_number_integer()) {
+    const bool enabled = !j.contains("use_sliding_window") || j["use_sliding_window"] == true;
+    if (enabled) c.sliding_window = sw->get<int64_t>();
+  }
+  if (auto tie = j.find("tie_word_embeddings"); tie != j.end() && tie->is_boolean()) {
+    c.tied_embeddings = tie->get<bool>();
+  }
+  if (absl::Status s = CheckShape(c, path); !s.ok()) return s;
+  return c;
+}
+
+}  // namespace tessera

@@ -1,0 +1,42 @@
+// The hyper-parameters of a transformer checkpoint, read from GGUF metadata
+// ("{arch}.block_count", ...) or a Hugging Face config.json ("num_hidden_layers", ...).
+//
+// Both readers check that the required fields exist, have the right type and are
+// positive, and that heads divide the hidden size where no explicit head dim is given;
+// errors name the file and the key.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "runtime/model/gguf.h"
+
+namespace tessera {
+
+struct ModelConfig {
+  std::string arch;  // GGUF spelling: "llama", "qwen2", "mixtral", ...
+  std::string name;  // general.name or the HF "_name_or_path", if any
+  int64_t n_layers = 0;
+  int64_t hidden = 0;      // H
+  int64_t n_heads = 0;     // Hq
+  int64_t n_kv_heads = 0;  // Hkv
+  int64_t head_dim = 0;    // D
+  int64_t ffn = 0;         // intermediate size of the dense MLP (or of one expert)
+  int64_t vocab = 0;       // V
+  int64_t context = 0;     // trained context length
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  int64_t n_experts = 0;       // 0 for dense models
+  int64_t n_experts_used = 0;  // top-k
+  std::optional<int64_t> sliding_window;
+  bool tied_embeddings = false;
+};
+
+absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file);
+// `path` names config.json in errors.
+absl::StatusOr<ModelConfig> ConfigFromHf(const nlohmann::json& config, const std::string& path);
+
+}  // namespace tessera
