@@ -1,0 +1,99 @@
+// CPU kernel benchmarks: MatMul decode (T = 1, memory bound: reports GB/s of weight bytes)
+// and prefill (T = 64, compute bound: reports GFLOP/s, 2·T·K·N per call) for SmolLM2-135M's
+// FFN shapes, in the weight types that model ships in: gate/up K = 576, N = 1536, and down
+// K = 1536, N = 576 (same bytes). K-quants need K % 256 == 0, so they run only the down
+// shape (llama.cpp likewise stores 576-wide rows of a Q4_K model in a 32-block type).
+//
+// Counters are rates: weight_GB=X/s, GFLOP=X/s (real time).
+//   build/<dir>/bench/kernels_bench [--benchmark_filter=Q4_1]; TESSERA_THREADS sets threads.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/dequant.h"
+#include "kernels/matmul.h"
+
+namespace tessera::kernels {
+namespace {
+
+// Random bytes are valid blocks of every type; scales are then set to sane small halves so
+// no f16 scale is inf/NaN (the values do not change the work done).
+std::vector<uint8_t> RandomWeights(DType type, int64_t n, int64_t k) {
+  const int64_t bytes = *BytesFor(type, n * k);
+  std::vector<uint8_t> w(bytes);
+  std::mt19937 rng(1);
+  for (auto& b : w) b = static_cast<uint8_t>(rng());
+  const uint16_t small = FloatToHalf(0.01f);
+  const DTypeInfo info = Info(type);
+  for (int64_t off = 0; off < bytes; off += info.block_bytes) {
+    uint8_t* blk = w.data() + off;
+    auto put = [&](int at) { blk[at] = small & 0xFF, blk[at + 1] = small >> 8; };
+    switch (type) {
+      case DType::kF32:
+        *reinterpret_cast<float*>(blk) = 0.01f;  // random bits could be NaN
+        break;
+      case DType::kF16: put(0); break;
+      case DType::kBF16: break;
+      case DType::kQ8_0: case DType::kQ4_0: case DType::kQ5_0: put(0); break;
+      case DType::kQ4_1: case DType::kQ4_K: put(0), put(2); break;
+      case DType::kQ6_K: put(208); break;
+    }
+  }
+  return w;
+}
+
+void BM_MatMul(benchmark::State& state, DType type, int64_t t, int64_t kK, int64_t kN) {
+  const auto w = RandomWeights(type, kN, kK);
+  std::vector<float> x(t * kK), out(t * kN);
+  std::mt19937 rng(2);
+  for (float& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  Tensor o(out.data(), DType::kF32, {t, kN});
+  ConstTensor xv(x.data(), DType::kF32, {t, kK});
+  ConstTensor wv(w.data(), type, {kN, kK});
+  for (auto _ : state) {
+    MatMul(o, xv, wv);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double calls = static_cast<double>(state.iterations());
+  if (t == 1) {
+    state.counters["weight_GB"] = benchmark::Counter(calls * static_cast<double>(w.size()) / 1e9,
+                                                benchmark::Counter::kIsRate);
+  } else {
+    state.counters["GFLOP"] = benchmark::Counter(calls * 2.0 * t * kK * kN / 1e9,
+                                                   benchmark::Counter::kIsRate);
+  }
+  state.counters["threads"] = NumThreads();
+}
+
+void Register() {
+  for (DType type : {DType::kF32, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+    const std::string name(Name(type).data(), Name(type).size());
+    for (int64_t t : {1, 64}) {
+      const std::string phase = t == 1 ? "decode_T1/" : "prefill_T64/";
+      if (Info(type).block_elems != 256) {
+        benchmark::RegisterBenchmark(("MatMul/" + phase + "up_576x1536/" + name).c_str(),
+                                     BM_MatMul, type, t, 576, 1536)
+            ->UseRealTime();
+      }
+      benchmark::RegisterBenchmark(("MatMul/" + phase + "down_1536x576/" + name).c_str(),
+                                   BM_MatMul, type, t, 1536, 576)
+          ->UseRealTime();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tessera::kernels
+
+int main(int argc, char** argv) {
+  tessera::kernels::Register();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

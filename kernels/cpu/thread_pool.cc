@@ -1,0 +1,117 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "kernels/cpu/check.h"
+
+namespace tessera::kernels {
+namespace internal {
+
+void CheckFail(const char* file, int line, const char* cond, const char* msg) {
+  std::fprintf(stderr, "%s:%d: check failed: %s: %s\n", file, line, cond, msg);
+  std::abort();
+}
+
+}  // namespace internal
+
+namespace {
+
+thread_local bool tls_in_parallel_for = false;
+
+int ThreadsFromEnvironment() {
+  if (const char* env = std::getenv("TESSERA_THREADS")) {
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && v > 0 && v <= 1024) return static_cast<int>(v);
+    std::fprintf(stderr, "TESSERA_THREADS=%s is not a thread count in 1..1024; ignored\n", env);
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+std::mutex g_default_mu;
+std::unique_ptr<ThreadPool> g_default;  // guarded by g_default_mu
+
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+void ThreadPool::RunChunks() {
+  const bool was_inside = tls_in_parallel_for;
+  tls_in_parallel_for = true;
+  for (;;) {
+    const int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
+    if (begin >= n_) break;
+    (*fn_)(begin, std::min(n_, begin + grain_));
+  }
+  tls_in_parallel_for = was_inside;
+}
+
+void ThreadPool::WorkerLoop() {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    RunChunks();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--busy_ == 0) done_cv_.notify_one();
+  }
+}
+
+void ThreadPool::ParallelFor(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  if (workers_.empty() || n <= grain || tls_in_parallel_for) {
+    for (int64_t b = 0; b < n; b += grain) fn(b, std::min(n, b + grain));
+    return;
+  }
+  std::lock_guard<std::mutex> submit(submit_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fn_ = &fn;
+    n_ = n;
+    grain_ = grain;
+    next_.store(0, std::memory_order_relaxed);
+    busy_ = static_cast<int>(workers_.size());
+    ++generation_;
+  }
+  work_cv_.notify_all();
+  RunChunks();
+  std::unique_lock<std::mutex> lock(mu_);
+  done_cv_.wait(lock, [&] { return busy_ == 0; });
+  fn_ = nullptr;
+}
+
+ThreadPool& DefaultPool() {
+  std::lock_guard<std::mutex> lock(g_default_mu);
+  if (!g_default) g_default = std::make_unique<ThreadPool>(ThreadsFromEnvironment());
+  return *g_default;
+}
+
+int NumThreads() { return DefaultPool().num_threads(); }
+
+void SetNumThreads(int threads) {
+  std::lock_guard<std::mutex> lock(g_default_mu);
+  g_default.reset();
+  g_default = std::make_unique<ThreadPool>(std::max(threads, 1));
+}
+
+}  // namespace tessera::kernels
