@@ -56,6 +56,11 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
   if (c.n_heads > 0 && c.hidden % c.n_heads == 0) c.head_dim = c.hidden / c.n_heads;
   c.head_dim = f.GetInt(p + "attention.key_length").value_or(c.head_dim);
   c.rope_theta = f.GetFloat(p + "rope.freq_base").value_or(10000.0);
+  if (auto type = f.GetString(p + "rope.scaling.type"); type.ok() && *type != "none") {
+    c.rope_scaling = std::string(*type);
+    c.rope_factor = f.GetFloat(p + "rope.scaling.factor").value_or(1.0);
+    c.rope_original_context = f.GetInt(p + "rope.scaling.original_context_length").value_or(0);
+  }
   c.norm_eps = f.GetFloat(p + "attention.layer_norm_rms_epsilon").value_or(1e-5);
   c.n_experts = f.GetInt(p + "expert_count").value_or(0);
   c.n_experts_used = f.GetInt(p + "expert_used_count").value_or(0);
@@ -117,6 +122,32 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
     }
   }
   if (absl::Status s = get_float("rope_theta", c.rope_theta); !s.ok()) return s;
+  // transformers >= 5 writes rope_parameters; older versions rope_theta and rope_scaling.
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    auto rp = j.find(key);
+    if (rp == j.end() || rp->is_null()) continue;
+    if (!rp->is_object()) return bad(key, "expected an object");
+    auto num = [&](const char* name, double& out) -> absl::Status {
+      auto it = rp->find(name);
+      if (it == rp->end() || it->is_null()) return absl::OkStatus();
+      if (!it->is_number()) return bad(absl::StrCat(key, ".", name), "expected a number");
+      out = it->get<double>();
+      return absl::OkStatus();
+    };
+    double original = 0;
+    for (absl::Status s : {num("rope_theta", c.rope_theta), num("factor", c.rope_factor),
+                           num("low_freq_factor", c.rope_low_freq_factor),
+                           num("high_freq_factor", c.rope_high_freq_factor),
+                           num("original_max_position_embeddings", original)}) {
+      if (!s.ok()) return s;
+    }
+    c.rope_original_context = static_cast<int64_t>(original);
+    auto type = rp->find("rope_type");
+    if (type == rp->end()) type = rp->find("type");
+    if (type != rp->end() && type->is_string() && *type != "default") {
+      c.rope_scaling = type->get<std::string>();
+    }
+  }
   if (absl::Status s = get_float("rms_norm_eps", c.norm_eps); !s.ok()) return s;
   if (auto sw = j.find("sliding_window"); sw != j.end() && sw->is_number_integer()) {
     const bool enabled = !j.contains("use_sliding_window") || j["use_sliding_window"] == true;

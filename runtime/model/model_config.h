@@ -28,6 +28,12 @@ struct ModelConfig {
   int64_t vocab = 0;       // V
   int64_t context = 0;     // trained context length
   double rope_theta = 10000.0;
+  // RoPE frequency scaling ("linear", "llama3"), from HF rope_scaling / rope_parameters or
+  // GGUF {arch}.rope.scaling.*; empty when none.
+  std::string rope_scaling;
+  double rope_factor = 1.0;
+  double rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_context = 0;
   double norm_eps = 1e-5;
   int64_t n_experts = 0;       // 0 for dense models
   int64_t n_experts_used = 0;  // top-k

@@ -1,0 +1,59 @@
+// Vocab-parallel token embedding and LM head. Each rank owns rows
+// [vocab_begin, vocab_begin + V/tp) of the [V, H] table (the LM head may share it when the
+// model ties its embeddings).
+//
+// Dims: T tokens, H hidden, V vocab, tp ranks. Immutable after construction.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "absl/status/status.h"
+#include "kernels/buffer.h"
+#include "parallel/communicator.h"
+
+namespace tessera::parallel {
+
+// ids: Replicated [T] -> out: Replicated [T, H] (rows from the owning rank, zeros
+// elsewhere, then one all-reduce).
+class VocabParallelEmbedding {
+ public:
+  VocabParallelEmbedding() = default;
+  VocabParallelEmbedding(kernels::OwnedTensor table_shard, int64_t vocab_begin, int64_t vocab,
+                         Communicator* comm);
+
+  // Ids must lie in [0, V): the caller checks them at the boundary.
+  absl::Status Forward(kernels::Tensor out, std::span<const int32_t> ids) const;
+  kernels::ConstTensor table() const { return table_.cview(); }
+  int64_t vocab_begin() const { return vocab_begin_; }
+  int64_t vocab() const { return vocab_; }
+  int64_t bytes() const { return table_.bytes(); }
+
+ private:
+  kernels::OwnedTensor table_;  // [V/tp, H]
+  int64_t vocab_begin_ = 0;
+  int64_t vocab_ = 0;
+  Communicator* comm_ = nullptr;  // not owned
+};
+
+// in: Replicated [T, H] -> out: Replicated [T, V] (local logits [T, V/tp], one all-gather).
+class ParallelLmHead {
+ public:
+  ParallelLmHead() = default;
+  // `weight` [V/tp, H] of this rank, or null to use the tied embedding's table.
+  ParallelLmHead(kernels::OwnedTensor weight, Communicator* comm);
+  ParallelLmHead(const VocabParallelEmbedding* tied, Communicator* comm);
+
+  // scratch: [tp * T * V/tp] f32 when tp > 1 (unused otherwise).
+  absl::Status Forward(kernels::Tensor out, kernels::ConstTensor x, float* scratch) const;
+  int64_t bytes() const { return own_.bytes(); }
+
+ private:
+  kernels::ConstTensor weight() const { return tied_ ? tied_->table() : own_.cview(); }
+
+  kernels::OwnedTensor own_;
+  const VocabParallelEmbedding* tied_ = nullptr;  // not owned
+  Communicator* comm_ = nullptr;                  // not owned
+};
+
+}  // namespace tessera::parallel

@@ -1,0 +1,246 @@
+#include "runtime/engine/transformer.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/rms_norm.h"
+#include "runtime/model/weight_loader.h"
+
+namespace tessera {
+namespace {
+
+using kernels::ConstTensor;
+using kernels::DType;
+using kernels::OwnedTensor;
+using kernels::Tensor;
+
+std::string LayerName(const std::string& pattern, int64_t layer) {
+  return absl::StrReplaceAll(pattern, {{"{}", absl::StrCat(layer)}});
+}
+
+Tensor F32View(std::vector<float>& v, int64_t rows, int64_t cols) {
+  return Tensor(v.data(), DType::kF32, {rows, cols});
+}
+
+void AddInPlace(std::vector<float>& x, const std::vector<float>& y, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource& source,
+                                                               parallel::Communicator* tp,
+                                                               const LoadOptions& options) {
+  if (source.config() == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source.path(), ": holds no model weights (tokenizer files only)"));
+  }
+  std::unique_ptr<Transformer> m(new Transformer());
+  m->config_ = *source.config();
+  auto arch = FindArch(m->config_.arch);
+  if (!arch.ok()) return absl::Status(arch.status().code(), absl::StrCat(source.path(), ": ", arch.status().message()));
+  m->arch_ = *arch;
+  m->tp_ = tp;
+  m->rope_layout_ = source.format() == ModelSource::Format::kGguf ? m->arch_->gguf_rope
+                                                                   : kernels::RopeLayout::kRotateHalf;
+  const ModelConfig& c = m->config_;
+  if (c.rope_scaling == "linear") {
+    m->rope_scaling_ = {.kind = kernels::RopeScaling::kLinear, .factor = static_cast<float>(c.rope_factor)};
+  } else if (c.rope_scaling == "llama3") {
+    m->rope_scaling_ = {.kind = kernels::RopeScaling::kLlama3,
+                        .factor = static_cast<float>(c.rope_factor),
+                        .low_freq_factor = static_cast<float>(c.rope_low_freq_factor),
+                        .high_freq_factor = static_cast<float>(c.rope_high_freq_factor),
+                        .original_context = c.rope_original_context};
+  } else if (!c.rope_scaling.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(source.path(), ": RoPE scaling '",
+                                                   c.rope_scaling, "' is not supported"));
+  }
+  if (source.gguf() != nullptr && source.gguf()->FindTensor("rope_freqs.weight") != nullptr) {
+    return absl::UnimplementedError(absl::StrCat(
+        source.path(), ": per-dimension RoPE frequency factors (rope_freqs.weight, Llama 3.1 "
+                       "GGUFs) are not supported yet"));
+  }
+  const int W = tp->size();
+  if (c.n_heads % W != 0 || c.n_kv_heads % W != 0 || c.ffn % W != 0 || c.vocab % W != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor parallelism ", W, " must divide the heads (", c.n_heads, "), KV heads (",
+        c.n_kv_heads, "), FFN size (", c.ffn, ") and vocabulary (", c.vocab, ")"));
+  }
+  m->local_heads_ = c.n_heads / W;
+  m->local_kv_heads_ = c.n_kv_heads / W;
+  m->local_ffn_ = c.ffn / W;
+  if (absl::Status s = m->LoadWeights(source, options); !s.ok()) return s;
+  return m;
+}
+
+absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptions& options) {
+  const ModelConfig& c = config_;
+  const TensorNames names =
+      source.format() == ModelSource::Format::kGguf ? GgufTensorNames() : HfTensorNames();
+  WeightLoader loader(source);
+  const int rank = tp_->rank(), W = tp_->size();
+  auto load = [&](const std::string& name, std::vector<int64_t> shape,
+                  Split split) -> absl::StatusOr<OwnedTensor> {
+    return options.exact ? loader.LoadF32(name, shape, split) : loader.Load(name, shape, split);
+  };
+  const int64_t H = c.hidden, D = c.head_dim, V = c.vocab;
+
+  auto emb = load(names.embedding, {V, H}, Split::Rows(rank, W));
+  if (!emb.ok()) return emb.status();
+  embedding_ = parallel::VocabParallelEmbedding(std::move(*emb), rank * (V / W), V, tp_);
+
+  layers_.resize(c.n_layers);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    Layer& L = layers_[l];
+    auto n = [&](const std::string& pattern) { return LayerName(pattern, l); };
+    auto attn_norm = loader.LoadF32(n(names.attn_norm), {H}, Split::None());
+    auto ffn_norm = loader.LoadF32(n(names.ffn_norm), {H}, Split::None());
+    auto q = load(n(names.q), {c.n_heads * D, H}, Split::Rows(rank, W));
+    auto k = load(n(names.k), {c.n_kv_heads * D, H}, Split::Rows(rank, W));
+    auto v = load(n(names.v), {c.n_kv_heads * D, H}, Split::Rows(rank, W));
+    auto o = load(n(names.o), {H, c.n_heads * D}, Split::Cols(rank, W));
+    auto gate = load(n(names.gate), {c.ffn, H}, Split::Rows(rank, W));
+    auto up = load(n(names.up), {c.ffn, H}, Split::Rows(rank, W));
+    auto down = load(n(names.down), {H, c.ffn}, Split::Cols(rank, W));
+    for (const auto* s : {&attn_norm, &ffn_norm, &q, &k, &v, &o, &gate, &up, &down}) {
+      if (!s->ok()) return s->status();
+    }
+    std::optional<OwnedTensor> qb, kb, vb;
+    if (arch_->qkv_bias) {
+      auto qbs = loader.LoadF32(n(names.q_bias), {c.n_heads * D}, Split::Rows(rank, W));
+      auto kbs = loader.LoadF32(n(names.k_bias), {c.n_kv_heads * D}, Split::Rows(rank, W));
+      auto vbs = loader.LoadF32(n(names.v_bias), {c.n_kv_heads * D}, Split::Rows(rank, W));
+      for (const auto* s : {&qbs, &kbs, &vbs}) {
+        if (!s->ok()) return s->status();
+      }
+      qb = std::move(*qbs), kb = std::move(*kbs), vb = std::move(*vbs);
+    }
+    L.attn_norm = std::move(*attn_norm);
+    L.ffn_norm = std::move(*ffn_norm);
+    L.q = parallel::ColumnParallelLinear(std::move(*q), std::move(qb));
+    L.k = parallel::ColumnParallelLinear(std::move(*k), std::move(kb));
+    L.v = parallel::ColumnParallelLinear(std::move(*v), std::move(vb));
+    L.o = parallel::RowParallelLinear(std::move(*o), std::nullopt, tp_);
+    L.gate = parallel::ColumnParallelLinear(std::move(*gate), std::nullopt);
+    L.up = parallel::ColumnParallelLinear(std::move(*up), std::nullopt);
+    L.down = parallel::RowParallelLinear(std::move(*down), std::nullopt, tp_);
+  }
+  auto final_norm = loader.LoadF32(names.final_norm, {H}, Split::None());
+  if (!final_norm.ok()) return final_norm.status();
+  final_norm_ = std::move(*final_norm);
+  if (loader.Has(names.lm_head)) {
+    auto head = load(names.lm_head, {V, H}, Split::Rows(rank, W));
+    if (!head.ok()) return head.status();
+    lm_head_ = parallel::ParallelLmHead(std::move(*head), tp_);
+  } else {
+    lm_head_ = parallel::ParallelLmHead(&embedding_, tp_);
+  }
+  weight_bytes_ = loader.bytes_loaded();
+  return absl::OkStatus();
+}
+
+KvCacheShape Transformer::CacheShape(int64_t tokens, int64_t block_size) const {
+  return KvCacheShape{.layers = config_.n_layers,
+                      .kv_dim = local_kv_heads_ * config_.head_dim,
+                      .block_size = block_size,
+                      .num_blocks = (tokens + block_size - 1) / block_size};
+}
+
+absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cache,
+                                  std::vector<float>& logits) const {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden, D = c.head_dim, V = c.vocab;
+  const int64_t qd = local_heads_ * D, kvd = local_kv_heads_ * D, F = local_ffn_;
+
+  // Validate and plan before anything changes.
+  std::vector<int32_t> ids, positions;
+  std::vector<KvCache::Append> appends;
+  int64_t out_rows = 0;
+  for (const SeqChunk& s : batch) {
+    if (s.tokens.empty()) return absl::InvalidArgumentError("a sequence chunk has no tokens");
+    const int64_t start = cache.length(s.seq);
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      if (s.tokens[i] < 0 || s.tokens[i] >= V) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", s.tokens[i], " is outside the vocabulary [0, ", V, ")"));
+      }
+      ids.push_back(s.tokens[i]);
+      positions.push_back(static_cast<int32_t>(start + i));
+    }
+    appends.push_back({s.seq, static_cast<int64_t>(s.tokens.size())});
+    out_rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+  }
+  auto plan = cache.PlanAppend(appends);
+  if (!plan.ok()) return plan.status();
+  std::vector<int64_t> starts;
+  for (const SeqChunk& s : batch) starts.push_back(cache.length(s.seq));
+  cache.Apply(*plan);
+
+  const int64_t T = static_cast<int64_t>(ids.size());
+  std::vector<float> x(T * H), h(T * H), o(T * H), q(T * qd), k(T * kvd), v(T * kvd),
+      attn(T * qd), g(T * F), u(T * F), kbuf, vbuf;
+  std::vector<int32_t> kv_pos;
+  if (absl::Status s = embedding_.Forward(F32View(x, T, H), ids); !s.ok()) return s;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const int64_t window = c.sliding_window.value_or(0);
+
+  for (const Layer& L : layers_) {
+    kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.attn_norm.cview(), c.norm_eps);
+    L.q.Forward(F32View(q, T, qd), F32View(h, T, H));
+    L.k.Forward(F32View(k, T, kvd), F32View(h, T, H));
+    L.v.Forward(F32View(v, T, kvd), F32View(h, T, H));
+    kernels::Rope(F32View(q, T, qd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
+    kernels::Rope(F32View(k, T, kvd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
+    int64_t row = 0;
+    const int64_t layer = &L - layers_.data();
+    for (size_t b = 0; b < batch.size(); ++b) {
+      const int64_t n = static_cast<int64_t>(batch[b].tokens.size());
+      const int64_t len = starts[b] + n;
+      cache.Write(layer, batch[b].seq, starts[b], k.data() + row * kvd, v.data() + row * kvd, n);
+      kbuf.resize(len * kvd);
+      vbuf.resize(len * kvd);
+      cache.Gather(layer, batch[b].seq, len, kbuf.data(), vbuf.data());
+      kv_pos.resize(len);
+      for (int64_t p = 0; p < len; ++p) kv_pos[p] = static_cast<int32_t>(p);
+      kernels::Attention(Tensor(attn.data() + row * qd, DType::kF32, {n, qd}),
+                         ConstTensor(q.data() + row * qd, DType::kF32, {n, qd}),
+                         ConstTensor(kbuf.data(), DType::kF32, {len, kvd}),
+                         ConstTensor(vbuf.data(), DType::kF32, {len, kvd}),
+                         positions.data() + row, kv_pos.data(), D, window, scale);
+      row += n;
+    }
+    if (absl::Status s = L.o.Forward(F32View(o, T, H), F32View(attn, T, qd)); !s.ok()) return s;
+    AddInPlace(x, o, T * H);
+    kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.ffn_norm.cview(), c.norm_eps);
+    L.gate.Forward(F32View(g, T, F), F32View(h, T, H));
+    L.up.Forward(F32View(u, T, F), F32View(h, T, H));
+    kernels::SwiGlu(F32View(g, T, F), F32View(g, T, F), F32View(u, T, F));
+    if (absl::Status s = L.down.Forward(F32View(o, T, H), F32View(g, T, F)); !s.ok()) return s;
+    AddInPlace(x, o, T * H);
+  }
+
+  // Final norm and LM head on the rows that want logits.
+  std::vector<float> sel(out_rows * H);
+  int64_t row = 0, out = 0;
+  for (const SeqChunk& s : batch) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    const int64_t first = s.all_logits ? row : row + n - 1;
+    const int64_t count = s.all_logits ? n : 1;
+    std::memcpy(sel.data() + out * H, x.data() + first * H, sizeof(float) * count * H);
+    out += count;
+    row += n;
+  }
+  kernels::RmsNorm(F32View(sel, out_rows, H), F32View(sel, out_rows, H), final_norm_.cview(),
+                   c.norm_eps);
+  logits.resize(out_rows * V);
+  std::vector<float> scratch(tp_->size() > 1 ? out_rows * V : 0);
+  return lm_head_.Forward(F32View(logits, out_rows, V), F32View(sel, out_rows, H), scratch.data());
+}
+
+}  // namespace tessera

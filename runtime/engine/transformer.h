@@ -1,0 +1,90 @@
+// A decoder-only transformer (Llama family: pre-RMSNorm, GQA attention with RoPE, SwiGLU
+// MLP, tied or separate LM head), built from the parallel layers so that a tensor-parallel
+// communicator distributes it without changes here.
+//
+// Forward() runs one step over a batch of sequences: each contributes a chunk of new tokens
+// (a prefill chunk of any length, or one decode token) whose K/V are appended to the paged
+// cache, and all tokens of the batch go through each linear layer together (matrix-matrix).
+// Attention is computed per sequence against its cached K/V.
+//
+// Dims: T tokens in the step, H hidden, Hq/Hkv heads (this rank's share), D head dim,
+// F FFN size (this rank's share), V vocab. Loading is the only fallible setup step;
+// a loaded Transformer is immutable, and Forward() may be called from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/buffer.h"
+#include "kernels/rope.h"
+#include "parallel/communicator.h"
+#include "parallel/embedding.h"
+#include "parallel/linear.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/model/model_source.h"
+#include "runtime/models/arch.h"
+
+namespace tessera {
+
+struct LoadOptions {
+  // Dequantize every weight to f32 at load: the exact path, for comparing with references.
+  bool exact = false;
+};
+
+// One sequence's part of a step.
+struct SeqChunk {
+  SeqId seq;
+  std::span<const int32_t> tokens;  // new tokens; positions start at the cache's length
+  bool all_logits = false;          // logits for every token, not only the last
+};
+
+class Transformer {
+ public:
+  // `tp` is this rank's tensor-parallel group (a one-rank communicator on one process);
+  // it must outlive the model.
+  static absl::StatusOr<std::unique_ptr<Transformer>> Load(const ModelSource& source,
+                                                           parallel::Communicator* tp,
+                                                           const LoadOptions& options);
+
+  // Runs one step. `logits` receives, in batch order, V floats per sequence (its last
+  // token) or per token (all_logits). Token ids are checked against the vocabulary and the
+  // KV cache capacity is planned before anything changes; on error nothing was appended.
+  absl::Status Forward(std::span<const SeqChunk> batch, KvCache& cache,
+                       std::vector<float>& logits) const;
+
+  const ModelConfig& config() const { return config_; }
+  const ArchSpec& arch() const { return *arch_; }
+  // The KV cache shape for this rank, with room for `tokens` positions in `block_size` blocks.
+  KvCacheShape CacheShape(int64_t tokens, int64_t block_size = 16) const;
+  // Bytes of weights this rank holds.
+  int64_t weight_bytes() const { return weight_bytes_; }
+
+ private:
+  struct Layer {
+    kernels::OwnedTensor attn_norm, ffn_norm;  // [H] f32
+    parallel::ColumnParallelLinear q, k, v;    // [Hq*D | Hkv*D, H] (this rank's heads)
+    parallel::RowParallelLinear o;             // [H, Hq*D]
+    parallel::ColumnParallelLinear gate, up;   // [F, H]
+    parallel::RowParallelLinear down;          // [H, F]
+  };
+  Transformer() = default;
+  absl::Status LoadWeights(const ModelSource& source, const LoadOptions& options);
+
+  // Immutable after Load().
+  ModelConfig config_;
+  const ArchSpec* arch_ = nullptr;
+  parallel::Communicator* tp_ = nullptr;  // not owned
+  kernels::RopeLayout rope_layout_ = kernels::RopeLayout::kRotateHalf;
+  kernels::RopeScaling rope_scaling_{};
+  int64_t local_heads_ = 0, local_kv_heads_ = 0, local_ffn_ = 0;
+  parallel::VocabParallelEmbedding embedding_;
+  std::vector<Layer> layers_;
+  kernels::OwnedTensor final_norm_;
+  parallel::ParallelLmHead lm_head_;
+  int64_t weight_bytes_ = 0;
+};
+
+}  // namespace tessera

@@ -1,0 +1,66 @@
+#include <array>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/models/arch.h"
+
+namespace tessera {
+
+TensorNames GgufTensorNames() {
+  return {
+      .embedding = "token_embd.weight",
+      .final_norm = "output_norm.weight",
+      .lm_head = "output.weight",
+      .attn_norm = "blk.{}.attn_norm.weight",
+      .q = "blk.{}.attn_q.weight",
+      .k = "blk.{}.attn_k.weight",
+      .v = "blk.{}.attn_v.weight",
+      .o = "blk.{}.attn_output.weight",
+      .q_bias = "blk.{}.attn_q.bias",
+      .k_bias = "blk.{}.attn_k.bias",
+      .v_bias = "blk.{}.attn_v.bias",
+      .ffn_norm = "blk.{}.ffn_norm.weight",
+      .gate = "blk.{}.ffn_gate.weight",
+      .up = "blk.{}.ffn_up.weight",
+      .down = "blk.{}.ffn_down.weight",
+  };
+}
+
+TensorNames HfTensorNames() {
+  return {
+      .embedding = "model.embed_tokens.weight",
+      .final_norm = "model.norm.weight",
+      .lm_head = "lm_head.weight",
+      .attn_norm = "model.layers.{}.input_layernorm.weight",
+      .q = "model.layers.{}.self_attn.q_proj.weight",
+      .k = "model.layers.{}.self_attn.k_proj.weight",
+      .v = "model.layers.{}.self_attn.v_proj.weight",
+      .o = "model.layers.{}.self_attn.o_proj.weight",
+      .q_bias = "model.layers.{}.self_attn.q_proj.bias",
+      .k_bias = "model.layers.{}.self_attn.k_proj.bias",
+      .v_bias = "model.layers.{}.self_attn.v_proj.bias",
+      .ffn_norm = "model.layers.{}.post_attention_layernorm.weight",
+      .gate = "model.layers.{}.mlp.gate_proj.weight",
+      .up = "model.layers.{}.mlp.up_proj.weight",
+      .down = "model.layers.{}.mlp.down_proj.weight",
+  };
+}
+
+absl::StatusOr<const ArchSpec*> FindArch(const std::string& name) {
+  // The registry: one line per architecture.
+  static const std::array<const ArchSpec*, 3> kArchs = {&LlamaArch(), &MistralArch(), &Qwen2Arch()};
+  std::vector<std::string> known;
+  for (const ArchSpec* a : kArchs) {
+    if (a->gguf_name == name) return a;
+    for (const std::string& t : a->hf_types) {
+      if (t == name) return a;
+    }
+    known.push_back(a->gguf_name);
+  }
+  return absl::NotFoundError(absl::StrCat("architecture '", name,
+                                          "' is not supported (supported: ",
+                                          absl::StrJoin(known, ", "), ")"));
+}
+
+}  // namespace tessera

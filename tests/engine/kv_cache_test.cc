@@ -1,0 +1,75 @@
+#include "runtime/engine/kv_cache.h"
+
+#include <gtest/gtest.h>
+
+namespace tessera {
+namespace {
+
+TEST(KvCache, PlanIsPureApplyAllocatesBlocks) {
+  KvCache cache({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5});
+  const KvCache::Append a[] = {{7, 6}, {9, 1}};
+  auto plan = cache.PlanAppend(a);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->new_blocks, (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(cache.free_blocks(), 5);  // planning changed nothing
+  cache.Apply(*plan);
+  EXPECT_EQ(cache.free_blocks(), 2);
+  EXPECT_EQ(cache.length(7), 6);
+  // Two more tokens for seq 7 fit in its second block; three more need a new one.
+  const KvCache::Append b[] = {{7, 2}};
+  EXPECT_EQ(cache.PlanAppend(b)->new_blocks[0], 0);
+  const KvCache::Append c[] = {{7, 3}};
+  EXPECT_EQ(cache.PlanAppend(c)->new_blocks[0], 1);
+}
+
+TEST(KvCache, FullIsResourceExhaustedAndFreeReturnsBlocks) {
+  KvCache cache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 2});
+  const KvCache::Append too_big[] = {{1, 5}};
+  auto plan = cache.PlanAppend(too_big);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(plan.status().message().find("need 3 blocks"), std::string::npos);
+  const KvCache::Append fits[] = {{1, 4}};
+  cache.Apply(*cache.PlanAppend(fits));
+  EXPECT_EQ(cache.free_blocks(), 0);
+  cache.Free(1);
+  EXPECT_EQ(cache.free_blocks(), 2);
+  EXPECT_EQ(cache.length(1), 0);
+}
+
+TEST(KvCache, WriteThenGatherAcrossBlocks) {
+  KvCache cache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6});
+  // Interleave two sequences so their blocks are not contiguous.
+  for (int step = 0; step < 4; ++step) {
+    for (SeqId s : {SeqId{1}, SeqId{2}}) {
+      const KvCache::Append a[] = {{s, 2}};
+      const int64_t pos = cache.length(s);
+      cache.Apply(*cache.PlanAppend(a));
+      for (int layer = 0; layer < 2; ++layer) {
+        std::vector<float> k, v;
+        for (int i = 0; i < 2; ++i) {
+          for (int d = 0; d < 2; ++d) {
+            k.push_back(1000 * s + 100 * layer + 10 * (pos + i) + d);
+            v.push_back(-(1000 * s + 100 * layer + 10 * (pos + i) + d));
+          }
+        }
+        cache.Write(layer, s, pos, k.data(), v.data(), 2);
+      }
+    }
+  }
+  for (SeqId s : {SeqId{1}, SeqId{2}}) {
+    for (int layer = 0; layer < 2; ++layer) {
+      std::vector<float> k(8 * 2), v(8 * 2);
+      cache.Gather(layer, s, 8, k.data(), v.data());
+      for (int p = 0; p < 8; ++p) {
+        for (int d = 0; d < 2; ++d) {
+          EXPECT_EQ(k[p * 2 + d], 1000 * s + 100 * layer + 10 * p + d);
+          EXPECT_EQ(v[p * 2 + d], -(1000 * s + 100 * layer + 10 * p + d));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tessera
