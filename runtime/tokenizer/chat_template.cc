@@ -1,0 +1,89 @@
+// Built-in renderings of the two chat template families Tessera recognises. A general
+// Jinja interpreter is deliberately out of scope: DetectChatFormat maps a model's template
+// onto one of these, and returns nullopt for anything else.
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "runtime/tokenizer/tokenizer.h"
+#include "runtime/tokenizer/tokenizer_data.h"
+
+namespace tessera::tokenizer {
+namespace {
+
+absl::string_view Trim(absl::string_view s) {
+  constexpr absl::string_view kWs = " \t\n\r\v\f";
+  const size_t b = s.find_first_not_of(kWs);
+  if (b == absl::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(kWs) - b + 1);
+}
+
+}  // namespace
+
+std::optional<ChatFormat> DetectChatFormat(const Tokenizer& tok) {
+  const std::string& t = tok.chat_template();
+  if (!t.empty()) {
+    if (t.find("<|im_start|>") != std::string::npos) return ChatFormat::kChatML;
+    if (t.find("<|start_header_id|>") != std::string::npos) return ChatFormat::kLlama3;
+    return std::nullopt;
+  }
+  // No template in the metadata: go by the special tokens the vocabulary has.
+  const TokenizerData& d = tok.data();
+  if (d.Find("<|im_start|>") && d.Find("<|im_end|>")) return ChatFormat::kChatML;
+  if (d.Find("<|start_header_id|>") && d.Find("<|eot_id|>")) return ChatFormat::kLlama3;
+  return std::nullopt;
+}
+
+std::string DefaultSystemMessage(const Tokenizer& tok) {
+  const std::string& t = tok.chat_template();
+  // The literal in "{{ '<|im_start|>system\nYou are ...<|im_end|>\n' }}"; the newline may
+  // be a real one or a Jinja "\n" escape. A template that splices in message content
+  // (quotes or braces before <|im_end|>) has no default.
+  const std::string kOpen = "<|im_start|>system";
+  for (size_t pos = t.find(kOpen); pos != std::string::npos; pos = t.find(kOpen, pos + 1)) {
+    size_t b = pos + kOpen.size();
+    if (t.compare(b, 1, "\n") == 0) {
+      b += 1;
+    } else if (t.compare(b, 2, "\\n") == 0) {
+      b += 2;
+    } else {
+      continue;
+    }
+    const size_t e = t.find("<|im_end|>", b);
+    if (e == std::string::npos) continue;
+    const absl::string_view body(t.data() + b, e - b);
+    if (body.empty() || body.find_first_of("'\"{}") != absl::string_view::npos) continue;
+    return absl::StrReplaceAll(body, {{"\\n", "\n"}});
+  }
+  return "";
+}
+
+std::string ApplyChatTemplate(ChatFormat format, std::span<const ChatMessage> messages,
+                              bool add_generation_prompt, absl::string_view default_system) {
+  std::string out;
+  switch (format) {
+    case ChatFormat::kChatML:
+      if (!default_system.empty() && !messages.empty() && messages[0].role != "system") {
+        out += "<|im_start|>system\n";
+        absl::StrAppend(&out, default_system);
+        out += "<|im_end|>\n";
+      }
+      for (const ChatMessage& m : messages) {
+        out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      }
+      if (add_generation_prompt) out += "<|im_start|>assistant\n";
+      break;
+    case ChatFormat::kLlama3:
+      if (!messages.empty()) out += "<|begin_of_text|>";
+      for (const ChatMessage& m : messages) {
+        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
+        absl::StrAppend(&out, Trim(m.content));
+        out += "<|eot_id|>";
+      }
+      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      break;
+  }
+  return out;
+}
+
+}  // namespace tessera::tokenizer
