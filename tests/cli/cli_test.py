@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""End-to-end checks of the tessera binary: real processes, real model files.
+
+usage: cli_test.py PATH/TO/tessera
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+TESSERA = None
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
+
+
+def run(*args, check=True):
+    p = subprocess.run([TESSERA, *args], capture_output=True, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"tessera {' '.join(args)} failed ({p.returncode}): {p.stderr.decode()}")
+    return p
+
+
+class InspectTest(unittest.TestCase):
+    def test_smollm2_json(self):
+        j = json.loads(run("inspect", "smollm2-135m-instruct", "--json").stdout)
+        self.assertEqual(j["format"], "gguf")
+        self.assertEqual(j["architecture"], "llama")
+        hp = j["hyperparameters"]
+        self.assertEqual((hp["layers"], hp["hidden"], hp["heads"], hp["kv_heads"]), (30, 576, 9, 3))
+        self.assertEqual(j["parameters"], 134515008)
+        self.assertEqual(len(j["tensors"]), 272)
+        names = {t["name"]: t for t in j["tensors"]}
+        self.assertEqual(names["blk.0.attn_k.weight"]["shape"], [192, 576])
+        self.assertEqual(names["blk.0.attn_k.weight"]["type"], "Q4_1")
+        tok = j["tokenizer"]
+        self.assertEqual(tok["vocab_size"], 49152)
+        self.assertEqual(tok["chat_format"], "chatml")
+        self.assertEqual(tok["special"]["eos"]["text"], "<|im_end|>")
+
+    def test_text_output_mentions_architecture(self):
+        out = run("inspect", "smollm2-135m-instruct").stdout.decode()
+        self.assertIn("architecture  llama", out)
+        self.assertIn("blk.29.ffn_down.weight", out)
+
+    def test_tokenizer_only_folder(self):
+        j = json.loads(run("inspect", os.path.join(DATA, "tokenizers", "qwen3"), "--json").stdout)
+        self.assertIsNone(j["architecture"])
+        self.assertEqual(j["tokenizer"]["vocab_size"], 151669)
+
+    def test_truncated_file_is_a_clear_error(self):
+        src = os.path.join(os.environ.get("TESSERA_MODELS", os.path.expanduser("~/.cache/tessera/models")),
+                           "SmolLM2-135M-Instruct.Q4_1.gguf")
+        with open(src, "rb") as f:
+            head = f.read(3_000_000)
+        with tempfile.NamedTemporaryFile(suffix=".gguf") as tmp:
+            tmp.write(head)
+            tmp.flush()
+            p = run("inspect", tmp.name, check=False)
+            self.assertEqual(p.returncode, 1)
+            err = p.stderr.decode()
+            self.assertIn(tmp.name, err)
+            self.assertIn("runs past end of file", err)
+
+    def test_missing_model_and_bad_flags(self):
+        p = run("inspect", "no-such-model", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("not a known alias", p.stderr.decode())
+        p = run("inspect", "smollm2-135m-instruct", "--bogus", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("unknown flag --bogus", p.stderr.decode())
+
+
+class TokenizeTest(unittest.TestCase):
+    def test_json_ids_and_pieces(self):
+        j = json.loads(run("tokenize", "-m", "smollm2-135m-instruct", "--json", "Hello world").stdout)
+        self.assertEqual(set(j), {"ids", "pieces"})
+        self.assertEqual("".join(j["pieces"]), "Hello world")
+        self.assertEqual(len(j["ids"]), 2)
+
+    def test_chat_template(self):
+        j = json.loads(run("tokenize", "-m", "smollm2-135m-instruct", "--json", "--chat", "Hi").stdout)
+        text = "".join(j["pieces"])
+        self.assertIn("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", text)
+        self.assertEqual(j["ids"].count(1), 3)  # <|im_start|> for system, user, assistant
+
+    def test_special_tokens_in_user_text(self):
+        plain = json.loads(run("tokenize", "-m", "smollm2-135m-instruct", "--json", "<|im_end|>").stdout)
+        parsed = json.loads(run("tokenize", "-m", "smollm2-135m-instruct", "--json", "--parse-special",
+                                "<|im_end|>").stdout)
+        self.assertEqual(parsed["ids"], [2])
+        self.assertGreater(len(plain["ids"]), 1)
+
+    def test_text_output_shows_boundaries(self):
+        out = run("tokenize", "-m", "smollm2-135m-instruct", "a\tb").stdout.decode()
+        self.assertIn("\\t", out)
+        self.assertIn("ids:", out)
+
+
+class GenerateTest(unittest.TestCase):
+    def test_chat_answer_mentions_paris(self):
+        p = run("generate", "-m", "smollm2-135m-instruct", "--chat", "-p",
+                "What is the capital of France?", "--temperature", "0", "-n", "32")
+        self.assertIn("Paris", p.stdout.decode())
+        err = p.stderr.decode()
+        self.assertIn("prefill:", err)
+        self.assertIn("tok/s", err)
+
+    def test_json_and_dump_logits(self):
+        with tempfile.TemporaryDirectory() as d:
+            npy = os.path.join(d, "logits.npy")
+            p = run("generate", "-m", "smollm2-135m-instruct", "-p", "The capital of France is",
+                    "-n", "4", "--json", "--dump-logits", npy)
+            j = json.loads(p.stdout)
+            self.assertEqual(set(j), {"prompt_ids", "ids", "text", "logprobs", "finish_reason"})
+            self.assertEqual(len(j["ids"]), 4)
+            self.assertEqual(len(j["logprobs"]), 4)
+            self.assertTrue(all(lp <= 0 for lp in j["logprobs"]))
+            self.assertEqual(j["finish_reason"], "length")
+            self.assertIn("Paris", j["text"])
+            with open(npy, "rb") as f:
+                data = f.read()
+            self.assertEqual(data[:6], b"\x93NUMPY")
+            header_len = int.from_bytes(data[8:10], "little")
+            header = data[10:10 + header_len].decode()
+            self.assertIn("'descr': '<f4'", header)
+            self.assertIn(f"'shape': ({len(j['prompt_ids'])}, 49152, )", header)
+            self.assertEqual(len(data) - 10 - header_len, len(j["prompt_ids"]) * 49152 * 4)
+
+    def test_seeded_sampling_is_reproducible(self):
+        args = ("generate", "-m", "smollm2-135m-instruct", "-p", "Once upon a time", "-n", "12",
+                "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--seed", "7", "--json")
+        a = json.loads(run(*args).stdout)
+        b = json.loads(run(*args).stdout)
+        self.assertEqual(a["ids"], b["ids"])
+
+    def test_bad_requests_are_clear_errors(self):
+        for args, fragment in [
+            (("-n", "9000"), "exceeds the model's context of 8192"),
+            (("--top-p", "0"), "top_p 0 is out of range"),
+            (("--temperature", "abc"), "'abc' is not a number"),
+        ]:
+            p = run("generate", "-m", "smollm2-135m-instruct", "-p", "Hi", *args, check=False)
+            self.assertEqual(p.returncode, 1, args)
+            self.assertIn(fragment, p.stderr.decode(), args)
+        p = run("generate", "-m", os.path.join(DATA, "tokenizers", "llama3"), "-p", "Hi", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("holds no model weights", p.stderr.decode())
+
+
+if __name__ == "__main__":
+    TESSERA = sys.argv.pop(1)
+    unittest.main(verbosity=2)

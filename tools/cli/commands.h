@@ -1,0 +1,12 @@
+// The tessera subcommands. Each takes the process arguments after the subcommand name,
+// prints its result to stdout and errors to stderr, and returns the exit code.
+#pragma once
+
+namespace tessera::cli {
+
+int InspectMain(int argc, char** argv);   // tessera inspect MODEL [--json]
+int TokenizeMain(int argc, char** argv);  // tessera tokenize -m MODEL [--json] TEXT
+int GenerateMain(int argc, char** argv);  // tessera generate -m MODEL -p PROMPT [...]
+int BenchMain(int argc, char** argv);     // tessera bench -m MODEL [-p N] [-n N] [-t 1,2]
+
+}  // namespace tessera::cli

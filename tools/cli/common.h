@@ -1,0 +1,33 @@
+// Pieces shared by the subcommands: opening a model and its tokenizer, printing errors.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "runtime/model/model_source.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace tessera::cli {
+
+// The tokenizer of a GGUF file (its metadata) or a Hugging Face folder (tokenizer.json).
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const ModelSource& model);
+
+// Vocabulary size, kind, special tokens, pre-tokenizer and chat format, as JSON.
+nlohmann::json TokenizerSummary(const tokenizer::Tokenizer& tok);
+
+// A user message formatted with the model's chat template (ChatML or Llama 3) and
+// encoded: the template's markers as special tokens, BOS where the template writes it.
+absl::StatusOr<std::vector<int32_t>> EncodeChat(const tokenizer::Tokenizer& tok,
+                                                const std::string& user_message);
+
+// Prints "tessera CMD: message" to stderr and returns exit code 1.
+int Fail(const char* cmd, const absl::Status& status);
+
+// JSON text safe for any bytes: invalid UTF-8 becomes U+FFFD.
+std::string DumpJson(const nlohmann::json& j, int indent = -1);
+
+}  // namespace tessera::cli

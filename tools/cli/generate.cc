@@ -1,0 +1,147 @@
+// tessera generate -m MODEL -p PROMPT [...]: generate text with one model on this process.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/engine/generate.h"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/common.h"
+#include "tools/cli/npy.h"
+
+namespace tessera::cli {
+namespace {
+
+using json = nlohmann::json;
+
+const std::vector<FlagSpec> kFlags = {
+    {"--model", "-m", true, "model: .gguf file, Hugging Face folder or alias"},
+    {"--prompt", "-p", true, "the prompt text"},
+    {"--n-predict", "-n", true, "maximum new tokens (default 128)"},
+    {"--temperature", "", true, "0 = greedy (default 0)"},
+    {"--top-k", "", true, "keep the K most likely tokens (0 = off)"},
+    {"--top-p", "", true, "keep the smallest set with this much probability (1 = off)"},
+    {"--min-p", "", true, "drop tokens below P times the top probability (0 = off)"},
+    {"--repetition-penalty", "", true, "penalise tokens already in the sequence (1 = off)"},
+    {"--seed", "", true, "random seed (default 0)"},
+    {"--chat", "", false, "wrap the prompt in the model's chat template"},
+    {"--json", "", false, "print one JSON object instead of streaming text"},
+    {"--dump-logits", "", true, "write the prompt positions' logits as float32 .npy [T, V]"},
+    {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
+    {"--help", "-h", false, "show this help"},
+};
+
+template <typename T>
+absl::Status ParseFlag(const Args& args, const std::string& name, T* out) {
+  const std::optional<std::string> v = args.Get(name);
+  if (!v) return absl::OkStatus();
+  bool ok;
+  if constexpr (std::is_same_v<T, float>) {
+    ok = absl::SimpleAtof(*v, out);
+  } else if constexpr (std::is_same_v<T, uint64_t>) {
+    ok = absl::SimpleAtoi(*v, out);
+  } else {
+    ok = absl::SimpleAtoi(*v, out);
+  }
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat(name, ": '", *v, "' is not a number"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int GenerateMain(int argc, char** argv) {
+  auto args = Args::Parse(kFlags, argc, argv, 0);
+  if (!args.ok()) return Fail("generate", args.status());
+  if (args->Has("--help") || !args->Has("--model") || !args->Has("--prompt") ||
+      !args->positional().empty()) {
+    std::fprintf(args->Has("--help") ? stdout : stderr,
+                 "usage: tessera generate -m MODEL -p PROMPT [options]\n%s",
+                 FlagHelp(kFlags).c_str());
+    return args->Has("--help") ? 0 : 2;
+  }
+  GenerateOptions opts;
+  SamplingParams& sp = opts.sampling;
+  for (absl::Status s : {ParseFlag(*args, "--n-predict", &sp.max_new_tokens),
+                         ParseFlag(*args, "--temperature", &sp.temperature),
+                         ParseFlag(*args, "--top-k", &sp.top_k),
+                         ParseFlag(*args, "--top-p", &sp.top_p),
+                         ParseFlag(*args, "--min-p", &sp.min_p),
+                         ParseFlag(*args, "--repetition-penalty", &sp.repetition_penalty),
+                         ParseFlag(*args, "--seed", &sp.seed)}) {
+    if (!s.ok()) return Fail("generate", s);
+  }
+  if (absl::Status s = Validate(sp); !s.ok()) return Fail("generate", s);
+
+  auto source = ModelSource::Open(*args->Get("--model"));
+  if (!source.ok()) return Fail("generate", source.status());
+  auto tok = LoadTokenizer(**source);
+  if (!tok.ok()) return Fail("generate", tok.status());
+  auto comm = parallel::MakeSoloCommunicator();
+  const auto load_start = std::chrono::steady_clock::now();
+  auto model = Transformer::Load(**source, comm.get(), LoadOptions{.exact = args->Has("--exact")});
+  if (!model.ok()) return Fail("generate", model.status());
+  if ((*model)->config().vocab != (*tok)->vocab_size()) {
+    return Fail("generate", absl::InvalidArgumentError(absl::StrCat(
+                                "the model's vocabulary (", (*model)->config().vocab,
+                                ") and its tokenizer's (", (*tok)->vocab_size(), ") differ")));
+  }
+  std::fprintf(stderr, "loaded %s: %s, %.1f MiB of weights in %.2f s\n",
+               (*source)->path().c_str(), (*model)->config().arch.c_str(),
+               (*model)->weight_bytes() / 1048576.0,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
+
+  std::vector<int32_t> prompt;
+  if (args->Has("--chat")) {
+    auto prompt_ids = EncodeChat(**tok, *args->Get("--prompt"));
+    if (!prompt_ids.ok()) return Fail("generate", prompt_ids.status());
+    prompt = std::move(*prompt_ids);
+  } else {
+    prompt = (*tok)->Encode(*args->Get("--prompt"), tokenizer::EncodeOptions{});
+  }
+  for (std::optional<int32_t> id : {(*tok)->eos_id(), (*tok)->eot_id()}) {
+    if (id) sp.stop_tokens.push_back(*id);
+  }
+  const bool as_json = args->Has("--json");
+  tokenizer::IncrementalDecoder stream(**tok);
+  if (!as_json) {
+    opts.on_token = [&](int32_t id) {
+      std::fputs(stream.Push(id).c_str(), stdout);
+      std::fflush(stdout);
+    };
+  }
+  opts.keep_prompt_logits = args->Has("--dump-logits");
+  auto result = Generate(**model, prompt, opts);
+  if (!result.ok()) return Fail("generate", result.status());
+  if (opts.keep_prompt_logits) {
+    const int64_t V = (*model)->config().vocab;
+    if (absl::Status s = WriteNpyF32(*args->Get("--dump-logits"), result->prompt_logits,
+                                     {static_cast<int64_t>(prompt.size()), V});
+        !s.ok()) {
+      return Fail("generate", s);
+    }
+  }
+  if (as_json) {
+    json j = {{"prompt_ids", prompt},
+              {"ids", result->ids},
+              {"text", (*tok)->Decode(result->ids, /*skip_special=*/true)},
+              {"logprobs", result->logprobs},
+              {"finish_reason", result->finish_reason}};
+    std::printf("%s\n", DumpJson(j).c_str());
+  } else {
+    std::printf("%s\n", stream.Flush().c_str());
+  }
+  std::fflush(stdout);
+  const size_t n = result->ids.size();
+  std::fprintf(stderr,
+               "prefill: %zu tokens in %.3f s (%.1f tok/s); decode: %zu tokens in %.3f s "
+               "(%.1f tok/s)\n",
+               prompt.size(), result->prefill_seconds, prompt.size() / result->prefill_seconds,
+               n > 0 ? n - 1 : 0, result->decode_seconds,
+               n > 1 ? (n - 1) / result->decode_seconds : 0.0);
+  return 0;
+}
+
+}  // namespace tessera::cli
