@@ -1,0 +1,170 @@
+// The real SmolLM2-135M-Instruct (GGUF Q4_1) against Hugging Face transformers, which
+// loads the same GGUF and dequantizes it (tests/data/smollm2, made by
+// tools/golden/make_smollm2_reference.py).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+#include "nlohmann/json.hpp"
+#include "runtime/engine/generate.h"
+#include "runtime/engine/transformer.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace tessera {
+namespace {
+
+using json = nlohmann::json;
+
+const std::string kDir = std::string(TESSERA_TEST_DATA_DIR) + "/smollm2";
+
+json Reference() {
+  std::ifstream in(kDir + "/reference.json");
+  return json::parse(in);
+}
+
+// Reads a float32 C-order .npy file (as numpy.save writes it) into rows of `cols`.
+std::vector<float> ReadNpy(const std::string& path, int64_t* rows, int64_t* cols) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8];
+  in.read(magic, 8);
+  uint16_t len;
+  in.read(reinterpret_cast<char*>(&len), 2);
+  std::string header(len, ' ');
+  in.read(header.data(), len);
+  EXPECT_NE(header.find("'<f4'"), std::string::npos) << header;
+  const size_t open = header.find("'shape': (");
+  sscanf(header.c_str() + open + 10, "%ld, %ld", rows, cols);
+  std::vector<float> data(*rows * *cols);
+  in.read(reinterpret_cast<char*>(data.data()), data.size() * sizeof(float));
+  return data;
+}
+
+class SmolLM2 : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto source = ModelSource::Open("smollm2-135m-instruct");
+    ASSERT_TRUE(source.ok()) << source.status()
+                             << " (run deploy/fetch-model.sh smollm2-135m-instruct)";
+    source_ = std::move(*source).release();
+    comm_ = parallel::MakeSoloCommunicator().release();
+    auto exact = Transformer::Load(*source_, comm_, LoadOptions{.exact = true});
+    ASSERT_TRUE(exact.ok()) << exact.status();
+    exact_ = std::move(*exact).release();
+    auto fast = Transformer::Load(*source_, comm_, LoadOptions{});
+    ASSERT_TRUE(fast.ok()) << fast.status();
+    fast_ = std::move(*fast).release();
+  }
+  static void TearDownTestSuite() {
+    delete fast_;
+    delete exact_;
+    delete comm_;
+    delete source_;
+  }
+  static std::vector<float> AllLogits(const Transformer& m, const std::vector<int32_t>& ids) {
+    KvCache cache(m.CacheShape(static_cast<int64_t>(ids.size())));
+    std::vector<float> logits;
+    const SeqChunk chunk{1, ids, true};
+    EXPECT_TRUE(m.Forward({&chunk, 1}, cache, logits).ok());
+    return logits;
+  }
+
+  static ModelSource* source_;
+  static parallel::Communicator* comm_;
+  static Transformer* exact_;
+  static Transformer* fast_;
+};
+ModelSource* SmolLM2::source_ = nullptr;
+parallel::Communicator* SmolLM2::comm_ = nullptr;
+Transformer* SmolLM2::exact_ = nullptr;
+Transformer* SmolLM2::fast_ = nullptr;
+
+TEST_F(SmolLM2, ExactPathMatchesTransformers) {
+  const json ref = Reference();
+  int64_t rows, V;
+  const std::vector<float> last = ReadNpy(kDir + "/last_logits.npy", &rows, &V);
+  ASSERT_EQ(V, 49152);
+  for (size_t p = 0; p < ref["prompts"].size(); ++p) {
+    const json& pr = ref["prompts"][p];
+    const auto ids = pr["ids"].get<std::vector<int32_t>>();
+    const std::vector<float> logits = AllLogits(*exact_, ids);
+    // Last position: max |diff| relative to the largest logit.
+    const float* got = logits.data() + (ids.size() - 1) * V;
+    const float* want = last.data() + p * V;
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      diff = std::max(diff, static_cast<double>(std::abs(got[i] - want[i])));
+      scale = std::max(scale, static_cast<double>(std::abs(want[i])));
+    }
+    std::printf("%s: %zu tokens, last-position max relative error %.2e\n",
+                pr["name"].get<std::string>().c_str(), ids.size(), diff / scale);
+    EXPECT_LT(diff / scale, 1e-3) << pr["name"];
+    // Every position's top token.
+    const auto argmax = pr["argmax"].get<std::vector<int64_t>>();
+    for (size_t t = 0; t < ids.size(); ++t) {
+      const float* row = logits.data() + t * V;
+      EXPECT_EQ(std::max_element(row, row + V) - row, argmax[t]) << pr["name"] << " position " << t;
+    }
+    GenerateOptions opts;
+    opts.sampling.max_new_tokens = static_cast<int32_t>(pr["greedy"].size());
+    auto gen = Generate(*exact_, ids, opts);
+    ASSERT_TRUE(gen.ok()) << gen.status();
+    EXPECT_EQ(gen->ids, pr["greedy"].get<std::vector<int32_t>>()) << pr["name"];
+  }
+}
+
+// The fast path quantizes activations to 8 bits (as llama.cpp does for quantized weights):
+// it must pick the exact path's top token at >= 99% of positions.
+TEST_F(SmolLM2, FastPathAgreesWithExactPath) {
+  const json ref = Reference();
+  int agree = 0, total = 0;
+  double kl_sum = 0;
+  const int64_t V = 49152;
+  for (const json& pr : ref["prompts"]) {
+    const auto ids = pr["ids"].get<std::vector<int32_t>>();
+    const std::vector<float> a = AllLogits(*exact_, ids), b = AllLogits(*fast_, ids);
+    for (size_t t = 0; t < ids.size(); ++t) {
+      const float* pa = a.data() + t * V;
+      const float* pb = b.data() + t * V;
+      agree += (std::max_element(pa, pa + V) - pa) == (std::max_element(pb, pb + V) - pb);
+      ++total;
+      // KL(exact || fast) of the softmax distributions.
+      const double ma = *std::max_element(pa, pa + V), mb = *std::max_element(pb, pb + V);
+      double za = 0, zb = 0;
+      for (int64_t i = 0; i < V; ++i) za += std::exp(pa[i] - ma), zb += std::exp(pb[i] - mb);
+      double kl = 0;
+      for (int64_t i = 0; i < V; ++i) {
+        const double la = pa[i] - ma - std::log(za), lb = pb[i] - mb - std::log(zb);
+        kl += std::exp(la) * (la - lb);
+      }
+      kl_sum += kl;
+    }
+  }
+  std::printf("fast vs exact: top-1 agreement %d/%d, mean KL %.3e nats\n", agree, total,
+              kl_sum / total);
+  RecordProperty("mean_kl", std::to_string(kl_sum / total));
+  EXPECT_GE(agree * 100, total * 99);
+  EXPECT_LT(kl_sum / total, 1e-2);
+}
+
+TEST_F(SmolLM2, TokenizerMatchesTransformersOnThePrompts) {
+  auto tok = tokenizer::Tokenizer::FromGguf(*source_->gguf());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  for (const json& pr : Reference()["prompts"]) {
+    std::vector<int32_t> ids;
+    if (pr["chat"].get<bool>()) {
+      const tokenizer::ChatMessage msg{"user", pr["text"].get<std::string>()};
+      const std::string text =
+          tokenizer::ApplyChatTemplate(tokenizer::ChatFormat::kChatML, {&msg, 1}, true,
+                                       tokenizer::DefaultSystemMessage(**tok));
+      ids = (*tok)->Encode(text, {.add_special = false, .parse_special = true});
+    } else {
+      ids = (*tok)->Encode(pr["text"].get<std::string>(), {});
+    }
+    EXPECT_EQ(ids, pr["ids"].get<std::vector<int32_t>>()) << pr["name"];
+  }
+}
+
+}  // namespace
+}  // namespace tessera
