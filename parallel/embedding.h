@@ -47,6 +47,7 @@ class ParallelLmHead {
   // scratch: [tp * T * V/tp] f32 when tp > 1 (unused otherwise).
   absl::Status Forward(kernels::Tensor out, kernels::ConstTensor x, float* scratch) const;
   int64_t bytes() const { return own_.bytes(); }
+  bool tied() const { return tied_ != nullptr; }
 
  private:
   kernels::ConstTensor weight() const { return tied_ ? tied_->table() : own_.cview(); }
