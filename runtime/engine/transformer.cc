@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
   if (!arch.ok()) return absl::Status(arch.status().code(), absl::StrCat(source.path(), ": ", arch.status().message()));
   m->arch_ = *arch;
   m->tp_ = tp;
+  m->gguf_ = source.format() == ModelSource::Format::kGguf;
   m->rope_layout_ = source.format() == ModelSource::Format::kGguf ? m->arch_->gguf_rope
                                                                    : kernels::RopeLayout::kRotateHalf;
   const ModelConfig& c = m->config_;
@@ -82,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
 absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptions& options) {
   const ModelConfig& c = config_;
   const TensorNames names =
-      source.format() == ModelSource::Format::kGguf ? GgufTensorNames() : HfTensorNames();
+      source.format() == ModelSource::Format::kGguf ? GgufTensorNames() : HfTensorNames(*arch_);
   WeightLoader loader(source);
   const int rank = tp_->rank(), W = tp_->size();
   auto load = [&](const std::string& name, std::vector<int64_t> shape,
@@ -105,11 +106,23 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
     auto k = load(n(names.k), {c.n_kv_heads * D, H}, Split::Rows(rank, W));
     auto v = load(n(names.v), {c.n_kv_heads * D, H}, Split::Rows(rank, W));
     auto o = load(n(names.o), {H, c.n_heads * D}, Split::Cols(rank, W));
-    auto gate = load(n(names.gate), {c.ffn, H}, Split::Rows(rank, W));
-    auto up = load(n(names.up), {c.ffn, H}, Split::Rows(rank, W));
-    auto down = load(n(names.down), {H, c.ffn}, Split::Cols(rank, W));
-    for (const auto* s : {&attn_norm, &ffn_norm, &q, &k, &v, &o, &gate, &up, &down}) {
+    for (const auto* s : {&attn_norm, &ffn_norm, &q, &k, &v, &o}) {
       if (!s->ok()) return s->status();
+    }
+    if (c.n_experts > 0) {
+      auto moe = LoadMoe(loader, names, l, options);
+      if (!moe.ok()) return moe.status();
+      L.moe = std::move(*moe);
+    } else {
+      auto gate = load(n(names.gate), {c.ffn, H}, Split::Rows(rank, W));
+      auto up = load(n(names.up), {c.ffn, H}, Split::Rows(rank, W));
+      auto down = load(n(names.down), {H, c.ffn}, Split::Cols(rank, W));
+      for (const auto* s : {&gate, &up, &down}) {
+        if (!s->ok()) return s->status();
+      }
+      L.gate = parallel::ColumnParallelLinear(std::move(*gate), std::nullopt);
+      L.up = parallel::ColumnParallelLinear(std::move(*up), std::nullopt);
+      L.down = parallel::RowParallelLinear(std::move(*down), std::nullopt, tp_);
     }
     std::optional<OwnedTensor> qb, kb, vb;
     if (arch_->qkv_bias) {
@@ -121,15 +134,20 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
       }
       qb = std::move(*qbs), kb = std::move(*kbs), vb = std::move(*vbs);
     }
+    if (arch_->qk_norm) {
+      auto qn = loader.LoadF32(n(names.q_norm), {D}, Split::None());
+      auto kn = loader.LoadF32(n(names.k_norm), {D}, Split::None());
+      if (!qn.ok()) return qn.status();
+      if (!kn.ok()) return kn.status();
+      L.q_norm = std::move(*qn);
+      L.k_norm = std::move(*kn);
+    }
     L.attn_norm = std::move(*attn_norm);
     L.ffn_norm = std::move(*ffn_norm);
     L.q = parallel::ColumnParallelLinear(std::move(*q), std::move(qb));
     L.k = parallel::ColumnParallelLinear(std::move(*k), std::move(kb));
     L.v = parallel::ColumnParallelLinear(std::move(*v), std::move(vb));
     L.o = parallel::RowParallelLinear(std::move(*o), std::nullopt, tp_);
-    L.gate = parallel::ColumnParallelLinear(std::move(*gate), std::nullopt);
-    L.up = parallel::ColumnParallelLinear(std::move(*up), std::nullopt);
-    L.down = parallel::RowParallelLinear(std::move(*down), std::nullopt, tp_);
   }
   auto final_norm = loader.LoadF32(names.final_norm, {H}, Split::None());
   if (!final_norm.ok()) return final_norm.status();
@@ -143,6 +161,88 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
   }
   weight_bytes_ = loader.bytes_loaded();
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
+    WeightLoader& loader, const TensorNames& names, int64_t layer,
+    const LoadOptions& options) const {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden, E = c.n_experts, Fe = c.expert_ffn;
+  auto n = [&](const std::string& pattern) { return LayerName(pattern, layer); };
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+    return options.exact ? loader.LoadF32(name, shape, Split::None())
+                         : loader.Load(name, shape, Split::None());
+  };
+  // Experts stacked [E, rows, cols]: one GGUF tensor, or one Hugging Face tensor per expert.
+  auto stacked = [&](const std::string& pattern, int64_t rows,
+                     int64_t cols) -> absl::StatusOr<OwnedTensor> {
+    if (pattern.find("{e}") == std::string::npos) return load(n(pattern), {E, rows, cols});
+    std::optional<OwnedTensor> out;
+    for (int64_t e = 0; e < E; ++e) {
+      const std::string name =
+          absl::StrReplaceAll(n(pattern), {{"{e}", absl::StrCat(e)}});
+      auto one = load(name, {rows, cols});
+      if (!one.ok()) return one.status();
+      if (!out) out.emplace(one->cview().type, std::vector<int64_t>{E, rows, cols});
+      if (one->cview().type != out->cview().type) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, ": type ", kernels::Name(one->cview().type), " differs from expert 0's ",
+            kernels::Name(out->cview().type)));
+      }
+      std::memcpy(out->as<uint8_t>() + e * one->bytes(), one->as<uint8_t>(), one->bytes());
+    }
+    return std::move(*out);
+  };
+  parallel::MoeWeights w;
+  auto router = loader.LoadF32(n(names.router), {E, H}, Split::None());
+  if (!router.ok()) return router.status();
+  w.router = std::move(*router);
+  auto gate = stacked(names.expert_gate, Fe, H);
+  auto up = stacked(names.expert_up, Fe, H);
+  auto down = stacked(names.expert_down, H, Fe);
+  for (const auto* s : {&gate, &up, &down}) {
+    if (!s->ok()) return s->status();
+  }
+  w.gate = std::move(*gate), w.up = std::move(*up), w.down = std::move(*down);
+  if (c.shared_expert_ffn > 0) {
+    const int64_t Fs = c.shared_expert_ffn;
+    auto sg = load(n(names.shared_gate), {Fs, H});
+    auto su = load(n(names.shared_up), {Fs, H});
+    auto sd = load(n(names.shared_down), {H, Fs});
+    for (const auto* s : {&sg, &su, &sd}) {
+      if (!s->ok()) return s->status();
+    }
+    parallel::SharedExpertWeights shared{std::move(*sg), std::move(*su), std::move(*sd), {}};
+    // The shared expert's sigmoid gate: [1, H] in Hugging Face files, [H] in GGUF.
+    const std::vector<int64_t> gate_shape =
+        gguf_ ? std::vector<int64_t>{H} : std::vector<int64_t>{1, H};
+    if (loader.Has(n(names.shared_router))) {
+      auto g = loader.LoadF32(n(names.shared_router), gate_shape, Split::None());
+      if (!g.ok()) return g.status();
+      OwnedTensor row(kernels::DType::kF32, {1, H});
+      std::memcpy(row.as<float>(), g->as<float>(), sizeof(float) * H);
+      shared.sigmoid_gate = std::move(row);
+    }
+    w.shared = std::move(shared);
+  }
+  kernels::RoutingParams routing;
+  routing.method = kernels::RoutingMethod::kSoftmaxTopK;
+  routing.top_k = static_cast<int32_t>(c.n_experts_used);
+  routing.normalize_top_k = c.norm_topk_prob.value_or(arch_->norm_topk_default);
+  return parallel::MoeLayer::Create(std::move(w), routing, tp_);
+}
+
+std::vector<std::vector<int64_t>> Transformer::ExpertLoad() const {
+  std::vector<std::vector<int64_t>> load;
+  for (const Layer& L : layers_) {
+    if (L.moe) load.push_back(L.moe->tokens_per_expert());
+  }
+  return load;
+}
+
+int64_t Transformer::decode_weight_bytes() const {
+  if (lm_head_.tied()) return weight_bytes_;
+  return weight_bytes_ - embedding_.bytes() + embedding_.bytes() / embedding_.table().dim(0);
 }
 
 KvCacheShape Transformer::CacheShape(int64_t tokens, int64_t block_size) const {
@@ -195,6 +295,12 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
     L.q.Forward(F32View(q, T, qd), F32View(h, T, H));
     L.k.Forward(F32View(k, T, kvd), F32View(h, T, H));
     L.v.Forward(F32View(v, T, kvd), F32View(h, T, H));
+    if (arch_->qk_norm) {  // RMSNorm over each head's D values
+      kernels::RmsNorm(F32View(q, T * local_heads_, D), F32View(q, T * local_heads_, D),
+                       L.q_norm.cview(), c.norm_eps);
+      kernels::RmsNorm(F32View(k, T * local_kv_heads_, D), F32View(k, T * local_kv_heads_, D),
+                       L.k_norm.cview(), c.norm_eps);
+    }
     kernels::Rope(F32View(q, T, qd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
     kernels::Rope(F32View(k, T, kvd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
     int64_t row = 0;
@@ -218,10 +324,14 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
     if (absl::Status s = L.o.Forward(F32View(o, T, H), F32View(attn, T, qd)); !s.ok()) return s;
     AddInPlace(x, o, T * H);
     kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.ffn_norm.cview(), c.norm_eps);
-    L.gate.Forward(F32View(g, T, F), F32View(h, T, H));
-    L.up.Forward(F32View(u, T, F), F32View(h, T, H));
-    kernels::SwiGlu(F32View(g, T, F), F32View(g, T, F), F32View(u, T, F));
-    if (absl::Status s = L.down.Forward(F32View(o, T, H), F32View(g, T, F)); !s.ok()) return s;
+    if (L.moe) {
+      if (absl::Status s = L.moe->Forward(F32View(o, T, H), F32View(h, T, H)); !s.ok()) return s;
+    } else {
+      L.gate.Forward(F32View(g, T, F), F32View(h, T, H));
+      L.up.Forward(F32View(u, T, F), F32View(h, T, H));
+      kernels::SwiGlu(F32View(g, T, F), F32View(g, T, F), F32View(u, T, F));
+      if (absl::Status s = L.down.Forward(F32View(o, T, H), F32View(g, T, F)); !s.ok()) return s;
+    }
     AddInPlace(x, o, T * H);
   }
 

@@ -23,6 +23,7 @@
 #include "parallel/communicator.h"
 #include "parallel/embedding.h"
 #include "parallel/linear.h"
+#include "parallel/moe.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/model/model_source.h"
 #include "runtime/models/arch.h"
@@ -61,15 +62,27 @@ class Transformer {
   KvCacheShape CacheShape(int64_t tokens, int64_t block_size = 16) const;
   // Bytes of weights this rank holds.
   int64_t weight_bytes() const { return weight_bytes_; }
+  // Weight bytes one decode step reads on this rank: every weight, except that an untied
+  // embedding table is read one row at a time. The memory roofline of decoding.
+  int64_t decode_weight_bytes() const;
+  // MoE models: routed (token, choice) pairs per expert, per layer, since load; empty for
+  // dense models. What users of MoE models watch for load balance.
+  std::vector<std::vector<int64_t>> ExpertLoad() const;
 
  private:
   struct Layer {
     kernels::OwnedTensor attn_norm, ffn_norm;  // [H] f32
+    kernels::OwnedTensor q_norm, k_norm;       // [D] f32, with qk-norm only
     parallel::ColumnParallelLinear q, k, v;    // [Hq*D | Hkv*D, H] (this rank's heads)
     parallel::RowParallelLinear o;             // [H, Hq*D]
-    parallel::ColumnParallelLinear gate, up;   // [F, H]
+    parallel::ColumnParallelLinear gate, up;   // [F, H]  (dense MLP)
     parallel::RowParallelLinear down;          // [H, F]
+    std::unique_ptr<parallel::MoeLayer> moe;   // instead of the dense MLP in MoE models
   };
+  absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> LoadMoe(class WeightLoader& loader,
+                                                             const TensorNames& names,
+                                                             int64_t layer,
+                                                             const LoadOptions& options) const;
   Transformer() = default;
   absl::Status LoadWeights(const ModelSource& source, const LoadOptions& options);
 
@@ -77,6 +90,7 @@ class Transformer {
   ModelConfig config_;
   const ArchSpec* arch_ = nullptr;
   parallel::Communicator* tp_ = nullptr;  // not owned
+  bool gguf_ = false;                     // weights from a GGUF file (else Hugging Face)
   kernels::RopeLayout rope_layout_ = kernels::RopeLayout::kRotateHalf;
   kernels::RopeScaling rope_scaling_{};
   int64_t local_heads_ = 0, local_kv_heads_ = 0, local_ffn_ = 0;

@@ -23,7 +23,8 @@ absl::Status CheckShape(const ModelConfig& c, const std::string& where) {
     return bad(absl::StrCat(c.n_heads, " attention heads are not a multiple of ", c.n_kv_heads,
                             " KV heads"));
   }
-  if (c.n_experts < 0 || c.n_experts_used < 0 || c.n_experts_used > c.n_experts) {
+  if (c.n_experts < 0 || c.n_experts_used < 0 || c.n_experts_used > c.n_experts ||
+      (c.n_experts > 0 && (c.n_experts_used == 0 || c.expert_ffn <= 0))) {
     return bad(absl::StrCat("expert count ", c.n_experts, " / experts per token ",
                             c.n_experts_used, " are inconsistent"));
   }
@@ -64,6 +65,9 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
   c.norm_eps = f.GetFloat(p + "attention.layer_norm_rms_epsilon").value_or(1e-5);
   c.n_experts = f.GetInt(p + "expert_count").value_or(0);
   c.n_experts_used = f.GetInt(p + "expert_used_count").value_or(0);
+  c.expert_ffn = f.GetInt(p + "expert_feed_forward_length").value_or(c.ffn);
+  c.shared_expert_ffn = f.GetInt(p + "expert_shared_feed_forward_length").value_or(0);
+  if (auto norm = f.GetBool(p + "expert_weights_norm"); norm.ok()) c.norm_topk_prob = *norm;
   if (auto sw = f.GetInt(p + "attention.sliding_window"); sw.ok()) c.sliding_window = *sw;
   if (auto v = f.GetInt(p + "vocab_size"); v.ok()) {
     c.vocab = *v;
@@ -116,10 +120,13 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
   if (absl::Status s = get_int("num_key_value_heads", c.n_kv_heads, false); !s.ok()) return s;
   if (c.n_heads > 0 && c.hidden % c.n_heads == 0) c.head_dim = c.hidden / c.n_heads;
   if (absl::Status s = get_int("head_dim", c.head_dim, false); !s.ok()) return s;
-  if (c.n_experts > 0) {  // MoE configs name the per-expert size separately
-    for (const char* key : {"moe_intermediate_size"}) {
-      if (absl::Status s = get_int(key, c.ffn, false); !s.ok()) return s;
-    }
+  c.expert_ffn = c.ffn;  // Mixtral's experts use intermediate_size
+  for (auto [key, out] : {std::pair<const char*, int64_t*>{"moe_intermediate_size", &c.expert_ffn},
+                          {"shared_expert_intermediate_size", &c.shared_expert_ffn}}) {
+    if (absl::Status s = get_int(key, *out, false); !s.ok()) return s;
+  }
+  if (auto norm = j.find("norm_topk_prob"); norm != j.end() && norm->is_boolean()) {
+    c.norm_topk_prob = norm->get<bool>();
   }
   if (absl::Status s = get_float("rope_theta", c.rope_theta); !s.ok()) return s;
   // transformers >= 5 writes rope_parameters; older versions rope_theta and rope_scaling.

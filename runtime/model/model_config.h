@@ -37,6 +37,9 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   int64_t n_experts = 0;       // 0 for dense models
   int64_t n_experts_used = 0;  // top-k
+  int64_t expert_ffn = 0;         // intermediate size of one routed expert
+  int64_t shared_expert_ffn = 0;  // of the shared expert (Qwen2-MoE); 0 if none
+  std::optional<bool> norm_topk_prob;  // renormalise the chosen experts' weights
   std::optional<int64_t> sliding_window;
   bool tied_embeddings = false;
 };

@@ -18,6 +18,11 @@ struct TensorNames {
   std::string embedding, final_norm, lm_head;
   // Per-layer tensors: "{}" is replaced by the layer index.
   std::string attn_norm, q, k, v, o, q_bias, k_bias, v_bias, ffn_norm, gate, up, down;
+  std::string q_norm, k_norm;  // per-head RMSNorm of q and k (Qwen3)
+  // Mixture of experts. Hugging Face stores one tensor per expert ("{e}" is the expert
+  // index), GGUF one stacked [E, ...] tensor per projection (the "{e}" patterns are empty).
+  std::string router, expert_gate, expert_up, expert_down;
+  std::string shared_gate, shared_up, shared_down, shared_router;  // Qwen2-MoE shared expert
 };
 
 struct ArchSpec {
@@ -29,17 +34,24 @@ struct ArchSpec {
   // Q/K rows so that rotating adjacent pairs equals Hugging Face's rotate-half; other
   // families (Qwen2) are written unpermuted and rotate halves.
   kernels::RopeLayout gguf_rope = kernels::RopeLayout::kAdjacentPairs;
+  bool qk_norm = false;            // Qwen3: RMSNorm over each head of q and k before RoPE
+  bool norm_topk_default = true;   // renormalise top-k expert weights unless the config says
+  // Hugging Face names of this family's MoE tensors (the dense names are shared).
+  std::string hf_router, hf_expert_gate, hf_expert_up, hf_expert_down;
 };
 
 // The standard names of llama.cpp's GGUF converter and of Hugging Face's Llama-family
 // checkpoints; architectures change only what differs.
 TensorNames GgufTensorNames();
-TensorNames HfTensorNames();
+TensorNames HfTensorNames(const ArchSpec& arch);
 
 // Architecture specs, one per file.
 const ArchSpec& LlamaArch();
 const ArchSpec& MistralArch();
 const ArchSpec& Qwen2Arch();
+const ArchSpec& MixtralArch();
+const ArchSpec& Qwen2MoeArch();
+const ArchSpec& Qwen3MoeArch();
 
 // The spec for a GGUF general.architecture or an HF model_type; NOT_FOUND lists the known.
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name);

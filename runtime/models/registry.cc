@@ -24,10 +24,20 @@ TensorNames GgufTensorNames() {
       .gate = "blk.{}.ffn_gate.weight",
       .up = "blk.{}.ffn_up.weight",
       .down = "blk.{}.ffn_down.weight",
+      .q_norm = "blk.{}.attn_q_norm.weight",
+      .k_norm = "blk.{}.attn_k_norm.weight",
+      .router = "blk.{}.ffn_gate_inp.weight",
+      .expert_gate = "blk.{}.ffn_gate_exps.weight",
+      .expert_up = "blk.{}.ffn_up_exps.weight",
+      .expert_down = "blk.{}.ffn_down_exps.weight",
+      .shared_gate = "blk.{}.ffn_gate_shexp.weight",
+      .shared_up = "blk.{}.ffn_up_shexp.weight",
+      .shared_down = "blk.{}.ffn_down_shexp.weight",
+      .shared_router = "blk.{}.ffn_gate_inp_shexp.weight",
   };
 }
 
-TensorNames HfTensorNames() {
+TensorNames HfTensorNames(const ArchSpec& arch) {
   return {
       .embedding = "model.embed_tokens.weight",
       .final_norm = "model.norm.weight",
@@ -44,12 +54,25 @@ TensorNames HfTensorNames() {
       .gate = "model.layers.{}.mlp.gate_proj.weight",
       .up = "model.layers.{}.mlp.up_proj.weight",
       .down = "model.layers.{}.mlp.down_proj.weight",
+      .q_norm = "model.layers.{}.self_attn.q_norm.weight",
+      .k_norm = "model.layers.{}.self_attn.k_norm.weight",
+      .router = arch.hf_router,
+      .expert_gate = arch.hf_expert_gate,
+      .expert_up = arch.hf_expert_up,
+      .expert_down = arch.hf_expert_down,
+      .shared_gate = "model.layers.{}.mlp.shared_expert.gate_proj.weight",
+      .shared_up = "model.layers.{}.mlp.shared_expert.up_proj.weight",
+      .shared_down = "model.layers.{}.mlp.shared_expert.down_proj.weight",
+      .shared_router = "model.layers.{}.mlp.shared_expert_gate.weight",
   };
 }
 
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name) {
   // The registry: one line per architecture.
-  static const std::array<const ArchSpec*, 3> kArchs = {&LlamaArch(), &MistralArch(), &Qwen2Arch()};
+  static const std::array<const ArchSpec*, 6> kArchs = {
+      &LlamaArch(),   &MistralArch(),  &Qwen2Arch(),
+      &MixtralArch(), &Qwen2MoeArch(), &Qwen3MoeArch(),
+  };
   std::vector<std::string> known;
   for (const ArchSpec* a : kArchs) {
     if (a->gguf_name == name) return a;

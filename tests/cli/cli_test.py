@@ -148,6 +148,29 @@ class GenerateTest(unittest.TestCase):
         self.assertIn("holds no model weights", p.stderr.decode())
 
 
+class MoeGenerateTest(unittest.TestCase):
+    """The tiny golden MoE models carry a byte-level tokenizer, so they run from text."""
+
+    def test_expert_load_in_json(self):
+        for arch, files, top_k in (("mixtral", ("", "model-q8_0.gguf"), 2),
+                                   ("qwen2_moe", ("", "model-f32.gguf"), 2),
+                                   ("qwen3_moe", ("", "model-q8_0.gguf"), 2)):
+            for f in files:
+                path = os.path.join(DATA, "golden", arch, f)
+                j = json.loads(run("generate", "-m", path, "-p", "Hello, the experts", "-n", "5",
+                                   "--json").stdout)
+                config = json.load(open(os.path.join(DATA, "golden", arch, "config.json")))
+                experts = config.get("num_local_experts") or config.get("num_experts")
+                load = j["expert_load"]
+                self.assertEqual(len(load), config["num_hidden_layers"], path)
+                # Every routed (token, choice) pair is counted once per layer: the prompt and
+                # every generated token but the last go through the model.
+                tokens = len(j["prompt_ids"]) + len(j["ids"]) - 1
+                for layer in load:
+                    self.assertEqual(len(layer), experts, path)
+                    self.assertEqual(sum(layer), tokens * top_k, path)
+
+
 if __name__ == "__main__":
     TESSERA = sys.argv.pop(1)
     unittest.main(verbosity=2)

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "nlohmann/json.hpp"
 #include "runtime/engine/generate.h"
@@ -106,7 +107,16 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"mistral", "model-f32.gguf", false, 1e-4},
                       Case{"mistral", "model-q8_0.gguf", true, 1e-4},
                       Case{"qwen2", "hf", false, 1e-4}, Case{"qwen2", "model-f32.gguf", false, 1e-4},
-                      Case{"qwen2", "model-q8_0.gguf", true, 1e-4}),
+                      Case{"qwen2", "model-q8_0.gguf", true, 1e-4},
+                      Case{"mixtral", "hf", false, 1e-4},
+                      Case{"mixtral", "model-f32.gguf", false, 1e-4},
+                      Case{"mixtral", "model-q8_0.gguf", true, 1e-4},
+                      Case{"qwen2_moe", "hf", false, 1e-4},
+                      Case{"qwen2_moe", "model-f32.gguf", false, 1e-4},
+                      Case{"qwen2_moe", "model-q8_0.gguf", true, 1e-4},
+                      Case{"qwen3_moe", "hf", false, 1e-4},
+                      Case{"qwen3_moe", "model-f32.gguf", false, 1e-4},
+                      Case{"qwen3_moe", "model-q8_0.gguf", true, 1e-4}),
     [](const auto& info) {
       std::string n = info.param.arch + "_" + info.param.file + (info.param.exact ? "_exact" : "");
       for (char& ch : n) {
@@ -146,7 +156,7 @@ TEST(GoldenFastPath, QuantizedLogitsStayClose) {
 // Sequences in one batch, mixing a prefill chunk, a whole prompt and a decode token, get
 // the same logits as when each runs alone.
 TEST(Batching, MixedBatchEqualsSequencesAlone) {
-  for (const std::string arch : {"llama", "mistral", "qwen2"}) {
+  for (const std::string arch : {"llama", "mistral", "qwen2", "mixtral", "qwen3_moe"}) {
     const json ref = ReadGolden(arch)["files"]["hf"];
     Loaded l = Load(arch, "hf", false);
     const int64_t V = l.model->config().vocab;
@@ -210,6 +220,41 @@ TEST(BadInput, ClearErrors) {
   r = Generate(*l.model, std::vector<int32_t>(129, 1), GenerateOptions{});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("more than the model's context"), std::string::npos);
+}
+
+// A copy of the golden Llama checkpoint with its config.json edited by `edit`.
+std::string EditedCopy(const std::string& name, const std::function<void(json&)>& edit) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("tessera_golden_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(GoldenDir("llama") + "/model.safetensors", dir / "model.safetensors");
+  std::ifstream in(GoldenDir("llama") + "/config.json");
+  json config = json::parse(in);
+  edit(config);
+  std::ofstream(dir / "config.json") << config.dump();
+  return dir.string();
+}
+
+TEST(BadInput, UnknownArchitectureAndMismatchedTensors) {
+  auto comm = parallel::MakeSoloCommunicator();
+  auto source = ModelSource::Open(EditedCopy("arch", [](json& c) { c["model_type"] = "gpt2"; }));
+  ASSERT_TRUE(source.ok()) << source.status();
+  auto model = Transformer::Load(**source, comm.get(), {});
+  ASSERT_FALSE(model.ok());
+  EXPECT_NE(model.status().message().find("architecture 'gpt2' is not supported (supported: llama"),
+            std::string::npos)
+      << model.status();
+
+  source = ModelSource::Open(EditedCopy("shape", [](json& c) { c["intermediate_size"] = 192; }));
+  ASSERT_TRUE(source.ok()) << source.status();
+  model = Transformer::Load(**source, comm.get(), {});
+  ASSERT_FALSE(model.ok());
+  EXPECT_NE(model.status().message().find(
+                "tensor model.layers.0.mlp.gate_proj.weight: shape [128, 64] does not match the "
+                "config's [192, 64]"),
+            std::string::npos)
+      << model.status();
 }
 
 }  // namespace

@@ -129,6 +129,8 @@ int GenerateMain(int argc, char** argv) {
               {"text", (*tok)->Decode(result->ids, /*skip_special=*/true)},
               {"logprobs", result->logprobs},
               {"finish_reason", result->finish_reason}};
+    // MoE models: routed (token, choice) pairs per expert, per layer (prompt and decode).
+    if (const auto load = (*model)->ExpertLoad(); !load.empty()) j["expert_load"] = load;
     std::printf("%s\n", DumpJson(j).c_str());
   } else {
     std::printf("%s\n", stream.Flush().c_str());

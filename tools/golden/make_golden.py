@@ -15,11 +15,13 @@ import importlib.metadata
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 import torch
 import transformers
 import gguf
+import safetensors.torch
 from gguf import GGMLQuantizationType as QT
 
 PROMPTS = [[1, 17, 42, 99, 5, 250, 31, 7, 64, 128, 3], [9, 200, 13]]
@@ -48,6 +50,35 @@ ARCHS = {
                  max_position_embeddings=128, rope_theta=1000000.0, rms_norm_eps=1e-6,
                  tie_word_embeddings=True, use_sliding_window=False),
         quants=[QT.Q8_0]),
+    "mixtral": dict(
+        cls=transformers.MixtralConfig, model_type="mixtral", gguf_arch="llama", permute=True,
+        cfg=dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=4,
+                 intermediate_size=64, num_hidden_layers=2, vocab_size=256,
+                 max_position_embeddings=128, rope_theta=1000000.0, rms_norm_eps=1e-5,
+                 num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False,
+                 sliding_window=None),
+        quants=[QT.Q8_0]),
+    "qwen2_moe": dict(
+        cls=transformers.Qwen2MoeConfig, model_type="qwen2_moe", gguf_arch="qwen2moe",
+        permute=False,
+        cfg=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=96, moe_intermediate_size=32,
+                 shared_expert_intermediate_size=64, num_experts=8, num_experts_per_tok=2,
+                 norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[],
+                 num_hidden_layers=2, vocab_size=256, max_position_embeddings=128,
+                 rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                 use_sliding_window=False),
+        quants=[QT.Q8_0]),
+    "qwen3_moe": dict(
+        cls=transformers.Qwen3MoeConfig, model_type="qwen3_moe", gguf_arch="qwen3moe",
+        permute=False,
+        cfg=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                 intermediate_size=96, moe_intermediate_size=32, num_experts=8,
+                 num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
+                 mlp_only_layers=[], num_hidden_layers=2, vocab_size=256,
+                 max_position_embeddings=128, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                 tie_word_embeddings=False, use_sliding_window=False),
+        quants=[QT.Q8_0]),
 }
 
 
@@ -68,6 +99,14 @@ HF_TO_GGUF = {
     "lm_head.weight": "output.weight",
 }
 LAYER = {
+    "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",
+    "mlp.gate.weight": "ffn_gate_inp.weight",
+    "mlp.shared_expert_gate.weight": "ffn_gate_inp_shexp.weight",
+    "mlp.shared_expert.gate_proj.weight": "ffn_gate_shexp.weight",
+    "mlp.shared_expert.up_proj.weight": "ffn_up_shexp.weight",
+    "mlp.shared_expert.down_proj.weight": "ffn_down_shexp.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
     "input_layernorm.weight": "attn_norm.weight",
     "self_attn.q_proj.weight": "attn_q.weight",
     "self_attn.k_proj.weight": "attn_k.weight",
@@ -83,15 +122,72 @@ LAYER = {
 }
 
 
+# Per-expert HF tensors, stacked into one GGUF tensor per layer and projection.
+EXPERT = {"w1": "ffn_gate_exps", "w3": "ffn_up_exps", "w2": "ffn_down_exps",
+          "gate_proj": "ffn_gate_exps", "up_proj": "ffn_up_exps", "down_proj": "ffn_down_exps"}
+
+
+def stack_experts(state):
+    """{hf name: tensor} -> {gguf-ready name: array}, per-expert tensors stacked [E, ...]."""
+    out, experts = {}, {}
+    for hf, t in state.items():
+        parts = hf.split(".")
+        if "experts" in parts:
+            i = parts.index("experts")
+            layer, e, proj = parts[2], int(parts[i + 1]), parts[i + 2]
+            experts.setdefault((layer, EXPERT[proj]), {})[e] = t
+        else:
+            out[hf] = t
+    for (layer, name), by_e in experts.items():
+        out[f"blk.{layer}.{name}.weight"] = np.stack([by_e[e] for e in sorted(by_e)])
+    return out
+
+
 def gguf_name(hf):
+    if hf.startswith("blk."):
+        return hf
     if hf in HF_TO_GGUF:
         return HF_TO_GGUF[hf]
     parts = hf.split(".")
     return f"blk.{parts[2]}." + LAYER[".".join(parts[3:])]
 
 
+def byte_symbols():
+    """The golden vocabulary: token i is byte i in GPT-2's byte -> character map, except
+    token 255 (byte 0xFF, which never occurs in UTF-8) is the merge of " " and "t", so the
+    vocabulary has one merge (GGUF files cannot hold an empty merges array)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    extra = iter(range(256, 512))
+    symbols = [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
+    symbols[255] = symbols[ord(" ")] + "t"
+    return symbols
+
+
+def byte_merges():
+    return [byte_symbols()[ord(" ")] + " t"]
+
+
+def write_tokenizer_json(d):
+    """A byte-level BPE tokenizer with no merges: 256 tokens, one per byte, so the tiny
+    golden models (vocab 256) can be driven with text by `tessera generate`."""
+    vocab = {sym: i for i, sym in enumerate(byte_symbols())}
+    tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+           "normalizer": None,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                             "use_regex": True},
+           "post_processor": None,
+           "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                       "use_regex": True},
+           "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                     "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                     "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                     "vocab": vocab, "merges": byte_merges()}}
+    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+        json.dump(tok, f)
+
+
 def build(name, spec):
-    torch.manual_seed({"llama": 1, "mistral": 2, "qwen2": 3}[name])
+    torch.manual_seed(list(ARCHS).index(name) + 1)
     config = spec["cls"](**spec["cfg"])
     config._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
@@ -137,15 +233,31 @@ def write_gguf(path, name, spec, state, qtype):
     w.add_vocab_size(cfg["vocab_size"])
     if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
         w.add_sliding_window(cfg["sliding_window"])
+    if cfg.get("num_local_experts") or cfg.get("num_experts"):
+        w.add_expert_count(cfg.get("num_local_experts") or cfg.get("num_experts"))
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+        if "moe_intermediate_size" in cfg:
+            w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+        if "shared_expert_intermediate_size" in cfg:
+            w.add_expert_shared_feed_forward_length(cfg["shared_expert_intermediate_size"])
+        if "norm_topk_prob" in cfg:
+            w.add_expert_weights_norm(cfg["norm_topk_prob"])
     w.add_file_type(0 if qtype == QT.F32 else int(qtype))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(byte_symbols())
+    w.add_token_types([1] * 256)
+    w.add_token_merges(byte_merges())
+    w.add_add_bos_token(False)
     dequantized = {}
-    for hf, t in state.items():
-        a = t.float().numpy()
+    for hf, a in stack_experts({k: v.float().numpy() for k, v in state.items()}).items():
         if spec["permute"] and hf.endswith("q_proj.weight"):
             a = permute(a, n_head)
         if spec["permute"] and hf.endswith("k_proj.weight"):
             a = permute(a, n_kv)
-        is_matrix = a.ndim == 2
+        if hf.endswith("shared_expert_gate.weight"):
+            a = a.reshape(-1)  # llama.cpp stores the shared-expert gate as [H]
+        is_matrix = a.ndim >= 2 and "ffn_gate_inp.weight" not in gguf_name(hf)
         tq = qtype if is_matrix and qtype != QT.F32 else QT.F32
         if tq == QT.F32:
             w.add_tensor(gguf_name(hf), a.astype(np.float32))
@@ -158,6 +270,17 @@ def write_gguf(path, name, spec, state, qtype):
             back = unpermute(back, n_head)
         if spec["permute"] and hf.endswith("k_proj.weight"):
             back = unpermute(back, n_kv)
+        if hf.startswith("blk."):  # stacked experts: back to per-expert HF names
+            layer, name = hf.split(".")[1], hf.split(".")[2]
+            for e in range(back.shape[0]):
+                for hf_name in state:
+                    p = hf_name.split(".")
+                    if ("experts" in p and p[2] == layer and int(p[p.index("experts") + 1]) == e
+                            and EXPERT[p[p.index("experts") + 2]] == name):
+                        dequantized[hf_name] = torch.from_numpy(np.ascontiguousarray(back[e]))
+            continue
+        if hf.endswith("shared_expert_gate.weight"):
+            back = back.reshape(1, -1)
         dequantized[hf] = torch.from_numpy(np.ascontiguousarray(back))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -174,12 +297,12 @@ def main():
         os.makedirs(d, exist_ok=True)
         model = build(name, spec)
         model.save_pretrained(d, safe_serialization=True)
+        write_tokenizer_json(d)
         for f in ("generation_config.json",):
             if os.path.exists(os.path.join(d, f)):
                 os.remove(os.path.join(d, f))
-        state = {k: v for k, v in model.state_dict().items()}
-        if model.config.tie_word_embeddings:
-            state.pop("lm_head.weight", None)
+        state = safetensors.torch.load_file(os.path.join(d, "model.safetensors"))
+        state.pop("lm_head.weight", None) if model.config.tie_word_embeddings else None
         golden = {"tool": f"transformers=={transformers.__version__} torch=={torch.__version__} "
                           f"gguf=={importlib.metadata.version('gguf')}",
                   "files": {}}
@@ -189,11 +312,13 @@ def main():
             deq = write_gguf(os.path.join(d, fname), name, spec, state, qt)
             if qt == QT.F32:
                 continue  # same weights as the safetensors reference
-            qmodel = build(name, spec)
-            qmodel.load_state_dict(deq, strict=False)
-            if model.config.tie_word_embeddings:
-                qmodel.tie_weights()
-            golden["files"][fname] = reference(qmodel)
+            with tempfile.TemporaryDirectory() as tmp:
+                model.config.save_pretrained(tmp)
+                safetensors.torch.save_file(deq, os.path.join(tmp, "model.safetensors"),
+                                            metadata={"format": "pt"})
+                qmodel = transformers.AutoModelForCausalLM.from_pretrained(
+                    tmp, attn_implementation="eager").eval()
+                golden["files"][fname] = reference(qmodel)
         golden["files"]["model-f32.gguf"] = golden["files"]["hf"]
         with open(os.path.join(d, "golden.json"), "w") as f:
             json.dump(golden, f)
