@@ -1,6 +1,6 @@
-// AVX2 row-dot kernels for MatMul, one per weight DType. Every function here carries the
-// target attribute, so this file builds into a default x86-64 binary; matmul.cc calls in
-// only after simd::HasAvx2().
+// AVX2 row-dot kernels for MatMulQ8Activations, one per quantized weight DType. Every
+// function here carries the target attribute, so this file builds into a default x86-64
+// binary; matmul.cc calls in only after simd::HasAvx2().
 //
 // Quantized weights meet 8-bit activations (BlockQ8, one per 32 elements): each weight block
 // is unpacked to bytes in a register once and multiplied, with _mm256_maddubs_epi16 (unsigned
@@ -13,25 +13,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/matmul_avx2_util.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace tessera::kernels::internal {
 namespace {
-
-#define TESSERA_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-TESSERA_AVX2 inline float Half(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
-TESSERA_AVX2 inline float HSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // Sums of adjacent 4 products of unsigned bytes u and signed bytes s, as 8 floats.
 TESSERA_AVX2 inline __m256 MulSumUS(__m256i u, __m256i s) {
@@ -241,67 +227,6 @@ TESSERA_AVX2 void DotQ6_K(float* out, int64_t os, const uint8_t* w, const uint8_
   for (int t = 0; t < NT; ++t) out[t * os] = HSum(_mm256_add_ps(acc[0][t], acc[1][t]));
 }
 
-// ---- F32 / F16 / BF16: convert 8 weights to f32 in a register, FMA with f32 activations --
-
-struct F32 {
-  TESSERA_AVX2 static __m256 Load8(const uint8_t* w, int64_t i) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(w) + i);
-  }
-  static float Load1(const uint8_t* w, int64_t i) {
-    float f;
-    std::memcpy(&f, w + 4 * i, 4);
-    return f;
-  }
-};
-struct F16 {
-  TESSERA_AVX2 static __m256 Load8(const uint8_t* w, int64_t i) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * i)));
-  }
-  TESSERA_AVX2 static float Load1(const uint8_t* w, int64_t i) { return Half(w + 2 * i); }
-};
-struct BF16 {
-  TESSERA_AVX2 static __m256 Load8(const uint8_t* w, int64_t i) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * i)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-  }
-  static float Load1(const uint8_t* w, int64_t i) {
-    uint16_t b;
-    std::memcpy(&b, w + 2 * i, 2);
-    const uint32_t bits = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-  }
-};
-
-template <typename L, int NT>
-TESSERA_AVX2 void DotFloat(float* out, int64_t os, const uint8_t* w, const uint8_t* x,
-                           int64_t xs, int64_t k) {
-  __m256 a0[NT], a1[NT];
-  const float* xt[NT];
-  for (int t = 0; t < NT; ++t) {
-    a0[t] = a1[t] = _mm256_setzero_ps();
-    xt[t] = reinterpret_cast<const float*>(x + t * xs);
-  }
-  int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    const __m256 w0 = L::Load8(w, i), w1 = L::Load8(w, i + 8);
-    for (int t = 0; t < NT; ++t) {
-      a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt[t] + i), a0[t]);
-      a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt[t] + i + 8), a1[t]);
-    }
-  }
-  for (; i + 8 <= k; i += 8) {
-    const __m256 w0 = L::Load8(w, i);
-    for (int t = 0; t < NT; ++t) a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt[t] + i), a0[t]);
-  }
-  for (int t = 0; t < NT; ++t) {
-    float s = HSum(_mm256_add_ps(a0[t], a1[t]));
-    for (int64_t j = i; j < k; ++j) s += L::Load1(w, j) * xt[t][j];
-    out[t * os] = s;
-  }
-}
-
 // Adapts a kernel family to RowDotFn: runtime nt (1..4) -> compile-time NT.
 #define TESSERA_ROW_DOT(Name, Call)                                                     \
   struct Name {                                                                         \
@@ -311,9 +236,6 @@ TESSERA_AVX2 void DotFloat(float* out, int64_t os, const uint8_t* w, const uint8
       Call(out, os, w, x, xs, k);                                                       \
     }                                                                                   \
   };
-TESSERA_ROW_DOT(KF32, (DotFloat<F32, NT>))
-TESSERA_ROW_DOT(KF16, (DotFloat<F16, NT>))
-TESSERA_ROW_DOT(KBF16, (DotFloat<BF16, NT>))
 TESSERA_ROW_DOT(KQ8_0, DotQ8_0<NT>)
 TESSERA_ROW_DOT(KQ4_0, (DotBlocks32<Q4_0, NT>))
 TESSERA_ROW_DOT(KQ4_1, (DotBlocks32<Q4_1, NT>))
@@ -352,11 +274,12 @@ void QuantizeRowQ8(BlockQ8* out, const float* x, int64_t k) {
   }
 }
 
-RowDotFn Avx2RowDot(DType t) {
+RowDotFn Avx2RowDotQ8Act(DType t) {
   switch (t) {
-    case DType::kF32: return ByNt<KF32>;
-    case DType::kF16: return ByNt<KF16>;
-    case DType::kBF16: return ByNt<KBF16>;
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+      return nullptr;  // not quantized: MatMulQ8Activations takes the f32 path for these
     case DType::kQ8_0: return ByNt<KQ8_0>;
     case DType::kQ4_0: return ByNt<KQ4_0>;
     case DType::kQ4_1: return ByNt<KQ4_1>;
