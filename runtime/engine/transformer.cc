@@ -240,9 +240,22 @@ std::vector<std::vector<int64_t>> Transformer::ExpertLoad() const {
   return load;
 }
 
+int64_t Transformer::moe_weight_bytes() const {
+  int64_t bytes = 0;
+  for (const Layer& L : layers_) bytes += L.moe ? L.moe->bytes() : 0;
+  return bytes;
+}
+
+int64_t Transformer::moe_bytes_read_last_forward() const {
+  int64_t bytes = 0;
+  for (const Layer& L : layers_) bytes += L.moe ? L.moe->bytes_read_last_forward() : 0;
+  return bytes;
+}
+
 int64_t Transformer::decode_weight_bytes() const {
-  if (lm_head_.tied()) return weight_bytes_;
-  return weight_bytes_ - embedding_.bytes() + embedding_.bytes() / embedding_.table().dim(0);
+  if (lm_head_.tied()) return weight_bytes_ - moe_weight_bytes();
+  return weight_bytes_ - moe_weight_bytes() - embedding_.bytes() +
+         embedding_.bytes() / embedding_.table().dim(0);
 }
 
 KvCacheShape Transformer::CacheShape(int64_t tokens, int64_t block_size) const {

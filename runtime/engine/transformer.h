@@ -62,12 +62,17 @@ class Transformer {
   KvCacheShape CacheShape(int64_t tokens, int64_t block_size = 16) const;
   // Bytes of weights this rank holds.
   int64_t weight_bytes() const { return weight_bytes_; }
-  // Weight bytes one decode step reads on this rank: every weight, except that an untied
-  // embedding table is read one row at a time. The memory roofline of decoding.
+  // Weight bytes one decode step reads on this rank outside MoE layers: every weight,
+  // except that an untied embedding table is read one row at a time. With
+  // moe_bytes_read_last_forward(), the memory roofline of decoding.
   int64_t decode_weight_bytes() const;
   // MoE models: routed (token, choice) pairs per expert, per layer, since load; empty for
   // dense models. What users of MoE models watch for load balance.
   std::vector<std::vector<int64_t>> ExpertLoad() const;
+  // MoE models: weight bytes the MoE layers hold, and those the last Forward read (router,
+  // the experts that got tokens, shared experts): a decode step reads only its top-k.
+  int64_t moe_weight_bytes() const;
+  int64_t moe_bytes_read_last_forward() const;
 
  private:
   struct Layer {

@@ -105,8 +105,10 @@ int BenchMain(int argc, char** argv) {
   if (n_prompt + n_gen > m.config().context) {
     return Fail("bench", absl::InvalidArgumentError("--n-prompt + --n-gen exceed the context"));
   }
-  const int64_t decode_bytes = m.decode_weight_bytes();
+  const int64_t dense_bytes = m.decode_weight_bytes();
+  const bool moe = m.config().n_experts > 0;
 
+  double moe_bytes_per_token = 0;  // measured: what the MoE layers read per decode step
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(m.config().vocab - 1));
   json results = json::array();
@@ -123,13 +125,16 @@ int BenchMain(int argc, char** argv) {
       if (absl::Status s = m.Forward({&chunk, 1}, cache, logits); !s.ok()) return Fail("bench", s);
       const double prefill = Since(t0);
       KvCache gen_cache(m.CacheShape(n_gen));
+      int64_t moe_read = 0;
       t0 = Clock::now();
       for (int i = 0; i < n_gen; ++i) {
         const int32_t id = token(rng);
         const SeqChunk one{0, {&id, 1}, false};
         if (absl::Status s = m.Forward({&one, 1}, gen_cache, logits); !s.ok()) return Fail("bench", s);
+        moe_read += m.moe_bytes_read_last_forward();
       }
       const double decode = Since(t0);
+      moe_bytes_per_token = static_cast<double>(moe_read) / n_gen;
       if (r > 0) {
         pp.push_back(n_prompt / prefill);
         tg.push_back(n_gen / decode);
@@ -137,6 +142,7 @@ int BenchMain(int argc, char** argv) {
     }
     const double bw = MemoryReadBandwidth(3);
     const double tg_med = Median(tg);
+    const double decode_bytes = dense_bytes + moe_bytes_per_token;
     results.push_back({{"threads", t},
                        {"pp_tokens_per_s", Median(pp)},
                        {"tg_tokens_per_s", tg_med},
@@ -148,14 +154,33 @@ int BenchMain(int argc, char** argv) {
               {"n_prompt", n_prompt},
               {"n_gen", n_gen},
               {"repetitions", reps},
-              {"decode_bytes_per_token", decode_bytes},
+              {"decode_bytes_per_token", dense_bytes + moe_bytes_per_token},
               {"results", results}};
+  if (moe) {
+    const ModelConfig& c = m.config();
+    out["moe"] = {{"experts", c.n_experts},
+                  {"experts_per_token", c.n_experts_used},
+                  {"moe_weight_bytes", m.moe_weight_bytes()},
+                  {"moe_bytes_read_per_decode_token", moe_bytes_per_token},
+                  {"active_fraction_read", moe_bytes_per_token / m.moe_weight_bytes()},
+                  {"active_fraction_expected",
+                   static_cast<double>(c.n_experts_used) / c.n_experts}};
+  }
   if (args->Has("--json")) {
     std::printf("%s\n", DumpJson(out, 2).c_str());
     return 0;
   }
   std::printf("model %s; weights read per decode token: %.1f MiB\n", (*source)->path().c_str(),
-              decode_bytes / 1048576.0);
+              out["decode_bytes_per_token"].get<double>() / 1048576.0);
+  if (moe) {
+    std::printf("MoE: %.1f of %.1f MiB of MoE weights read per decode token (%.1f%%; top-%lld of "
+                "%lld experts = %.1f%% plus router and shared experts)\n",
+                moe_bytes_per_token / 1048576.0, m.moe_weight_bytes() / 1048576.0,
+                100 * moe_bytes_per_token / m.moe_weight_bytes(),
+                static_cast<long long>(m.config().n_experts_used),
+                static_cast<long long>(m.config().n_experts),
+                100.0 * m.config().n_experts_used / m.config().n_experts);
+  }
   std::printf("%7s %12s %12s %14s %12s\n", "threads", absl::StrCat("pp", n_prompt, " t/s").c_str(),
               absl::StrCat("tg", n_gen, " t/s").c_str(), "mem read GB/s", "tg/roofline");
   for (const json& r : results) {

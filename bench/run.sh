@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The reproducible benchmark: llama-bench's pp512 / tg128 on SmolLM2-135M-Instruct Q4_1,
+# threads 1 and 2, median of 5 runs, for Tessera and for llama.cpp on the same model file
+# and machine, plus the machine's memory read bandwidth. Writes bench/RESULTS.md.
+#
+# llama.cpp comes from the llama-cpp-python source distribution on PyPI (its vendored
+# llama.cpp), built here into $TESSERA_CACHE/llama.cpp-<version>; none of it is committed.
+#
+#   bench/run.sh            # full run (builds llama.cpp once: ~10 minutes on 2 cores)
+#   BENCH_REPS=2 bench/run.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source deploy/lib.sh
+
+reps=${BENCH_REPS:-5}
+version=0.3.36
+sdist_sha=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+llama_dir="$TESSERA_CACHE/llama.cpp-$version"
+llama_bench="$llama_dir/build/bin/llama-bench"
+
+deploy/setup.sh
+deploy/build.sh release tessera
+deploy/fetch-model.sh smollm2-135m-instruct >/dev/null
+model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+if [[ ! -x "$llama_bench" ]]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  pip=$(command -v pip3 || command -v pip) || die "pip is not installed"
+  "$pip" download --quiet --no-deps --no-binary :all: --disable-pip-version-check \
+    -d "$tmp" "llama-cpp-python==$version" || die "pip download llama-cpp-python failed"
+  verify_sha256 "$tmp/llama_cpp_python-$version.tar.gz" "$sdist_sha"
+  mkdir -p "$llama_dir"
+  tar -xzf "$tmp/llama_cpp_python-$version.tar.gz" -C "$llama_dir" --strip-components=2 \
+    "llama_cpp_python-$version/vendor/llama.cpp"
+  cmake -S "$llama_dir/llama.cpp" -B "$llama_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+  cmake --build "$llama_dir/build" -j2 --target llama-bench
+fi
+
+moe_model="$TESSERA_CACHE/bench/moe-8x-q8_0.gguf"
+if [[ ! -f "$moe_model" ]]; then
+  python3 -c "import gguf, numpy" 2>/dev/null || pip3 install --quiet gguf numpy
+  mkdir -p "$(dirname "$moe_model")"
+  python3 bench/make_moe_model.py "$moe_model"
+fi
+
+out=$(mktemp -d)
+echo "llama.cpp: llama-bench -p 512 -n 128 -t 1,2 -r $reps" >&2
+"$llama_bench" -m "$model" -p 512 -n 128 -t 1,2 -r "$reps" -o json > "$out/llama.json"
+echo "tessera: tessera bench -p 512 -n 128 -t 1,2 -r $reps" >&2
+build/release/bin/tessera bench -m "$model" -p 512 -n 128 -t 1,2 -r "$reps" --json > "$out/tessera.json"
+echo "tessera: MoE model, tessera bench -p 128 -n 32 -t 1,2 -r $reps" >&2
+build/release/bin/tessera bench -m "$moe_model" -p 128 -n 32 -t 1,2 -r "$reps" --json > "$out/moe.json"
+
+python3 - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" > bench/RESULTS.md <<'PY'
+import datetime, json, platform, subprocess, sys
+llama = json.load(open(sys.argv[1]))
+ours = json.load(open(sys.argv[2]))
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+mem = next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+def llama_tps(threads, test):
+    rows = [r for r in llama if r["n_threads"] == threads and
+            ((test == "pp" and r["n_prompt"] > 0 and r["n_gen"] == 0) or
+             (test == "tg" and r["n_gen"] > 0 and r["n_prompt"] == 0))]
+    return rows[0]["avg_ts"] if rows else float("nan")
+print("# Benchmark results\n")
+print(f"Machine: {cpu}, {cores} cores, {int(mem) // 1024 // 1024} GiB; "
+      f"{platform.system()} {platform.release()}. Date: {datetime.date.today()}.\n")
+print(f"Model: SmolLM2-135M-Instruct Q4_1 (`{ours['model']}`), weights read per decode token "
+      f"{ours['decode_bytes_per_token'] / 2**20:.1f} MiB. Median of {ours['repetitions']} runs "
+      f"(Tessera); llama-bench average of the same count (llama.cpp from llama-cpp-python=={sys.argv[3]}).\n")
+print("Made by `bench/run.sh`.\n")
+print("| threads | test | Tessera tok/s | llama.cpp tok/s | Tessera / llama.cpp |")
+print("|---|---|---|---|---|")
+for r in ours["results"]:
+    t = r["threads"]
+    for test, key in (("pp512", "pp_tokens_per_s"), ("tg128", "tg_tokens_per_s")):
+        ll = llama_tps(t, test[:2])
+        print(f"| {t} | {test} | {r[key]:.1f} | {ll:.1f} | {r[key] / ll:.2f} |")
+print("\n| threads | memory read GB/s | Tessera decode weight GB/s | fraction of bandwidth |")
+print("|---|---|---|---|")
+for r in ours["results"]:
+    print(f"| {r['threads']} | {r['memory_read_gb_per_s']:.1f} | {r['decode_weight_gb_per_s']:.1f} "
+          f"| {100 * r['decode_fraction_of_bandwidth']:.0f}% |")
+moe = json.load(open(sys.argv[4]))
+m = moe["moe"]
+print("\n## MoE\n")
+print(f"Random-weight Mixtral-shaped model (`bench/make_moe_model.py`: 4 layers, hidden 1024, "
+      f"{m['experts']} experts of FFN 2816, top-{m['experts_per_token']}, Q8_0), "
+      f"{m['moe_weight_bytes'] / 2**20:.1f} MiB of MoE weights. pp{moe['n_prompt']} / tg{moe['n_gen']}.\n")
+print(f"MoE weight bytes read per decode token (measured): {m['moe_bytes_read_per_decode_token'] / 2**20:.1f} MiB "
+      f"= {100 * m['active_fraction_read']:.1f}% of the MoE weights; the active share is "
+      f"top-{m['experts_per_token']}/{m['experts']} = {100 * m['active_fraction_expected']:.1f}% "
+      f"(plus the router).\n")
+print("| threads | prefill tok/s | decode tok/s | decode weight GB/s | fraction of bandwidth |")
+print("|---|---|---|---|---|")
+for r in moe["results"]:
+    print(f"| {r['threads']} | {r['pp_tokens_per_s']:.1f} | {r['tg_tokens_per_s']:.1f} | "
+          f"{r['decode_weight_gb_per_s']:.1f} | {100 * r['decode_fraction_of_bandwidth']:.0f}% |")
+PY
+cat bench/RESULTS.md
