@@ -9,7 +9,8 @@ deploy/fetch-model.sh smollm2-135m-instruct
 tessera=build/release/bin/tessera
 
 echo; echo "== tessera inspect smollm2-135m-instruct (first lines)"
-"$tessera" inspect smollm2-135m-instruct | head -n 24
+inspect=$("$tessera" inspect smollm2-135m-instruct)
+sed -n 1,24p <<< "$inspect"  # no pipe into head: with pipefail, SIGPIPE would end the demo
 echo; echo "== tessera tokenize"
 "$tessera" tokenize -m smollm2-135m-instruct \
   $'English and CAPITALIZATION\tTabs  def f(x): return x**2  12345 3.14159 😀🇫🇷 日本語'
