@@ -48,7 +48,13 @@ absl::StatusOr<GenerateResult> Generate(const Transformer& model,
   t0 = std::chrono::steady_clock::now();
   r.finish_reason = "length";
   for (int32_t step = 0; step < sp.max_new_tokens; ++step) {
-    const Sample s = sampler.Next(next, history);
+    Sample s = sampler.Next(next, history);
+    if (options.group != nullptr && options.group->size() > 1) {
+      int32_t id = s.id;
+      kernels::Tensor t(&id, kernels::DType::kF32, {1});  // 4 bytes; broadcast moves bytes
+      if (absl::Status st = options.group->Broadcast(t, 0); !st.ok()) return st;
+      s.id = id;
+    }
     r.ids.push_back(s.id);
     r.logprobs.push_back(s.logprob);
     history.push_back(s.id);

@@ -27,6 +27,9 @@ struct GenerateOptions {
   bool keep_prompt_logits = false;
   // Called with each new token as it is sampled (for streaming). May be empty.
   std::function<void(int32_t)> on_token;
+  // The ranks of a sharded model: rank 0 (the leader) samples and broadcasts each token,
+  // so every rank feeds the same token to the next step. Null on one process.
+  parallel::Communicator* group = nullptr;
 };
 
 // Checks the prompt and limits (prompt not empty, prompt + max_new_tokens within the

@@ -68,13 +68,26 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
                        "GGUFs) are not supported yet"));
   }
   const int W = tp->size();
-  if (c.n_heads % W != 0 || c.n_kv_heads % W != 0 || c.ffn % W != 0 || c.vocab % W != 0) {
+  // Query heads, the FFN and the vocabulary split evenly over the tp ranks; KV heads too,
+  // or, when tp exceeds them, each KV head is replicated on tp/Hkv adjacent ranks.
+  const bool kv_replicated = W > c.n_kv_heads;
+  if (c.n_heads % W != 0 || (c.n_experts == 0 && c.ffn % W != 0) || c.vocab % W != 0 ||
+      (kv_replicated ? W % c.n_kv_heads != 0 : c.n_kv_heads % W != 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tensor parallelism ", W, " must divide the heads (", c.n_heads, "), KV heads (",
-        c.n_kv_heads, "), FFN size (", c.ffn, ") and vocabulary (", c.vocab, ")"));
+        "tensor parallelism ", W, " must divide the heads (", c.n_heads, "), FFN size (", c.ffn,
+        ") and vocabulary (", c.vocab, "), and divide or be a multiple of the KV heads (",
+        c.n_kv_heads, ")"));
+  }
+  if (c.n_experts > 0 && W > 1) {
+    return absl::UnimplementedError(
+        "tensor parallelism of MoE models is not supported yet (experts need expert "
+        "parallelism)");
   }
   m->local_heads_ = c.n_heads / W;
-  m->local_kv_heads_ = c.n_kv_heads / W;
+  m->local_kv_heads_ = kv_replicated ? 1 : c.n_kv_heads / W;
+  m->kv_split_ = kv_replicated ? Split::Rows(tp->rank() / (W / static_cast<int>(c.n_kv_heads)),
+                                             static_cast<int>(c.n_kv_heads))
+                               : Split::Rows(tp->rank(), W);
   m->local_ffn_ = c.ffn / W;
   if (absl::Status s = m->LoadWeights(source, options); !s.ok()) return s;
   return m;
@@ -103,8 +116,8 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
     auto attn_norm = loader.LoadF32(n(names.attn_norm), {H}, Split::None());
     auto ffn_norm = loader.LoadF32(n(names.ffn_norm), {H}, Split::None());
     auto q = load(n(names.q), {c.n_heads * D, H}, Split::Rows(rank, W));
-    auto k = load(n(names.k), {c.n_kv_heads * D, H}, Split::Rows(rank, W));
-    auto v = load(n(names.v), {c.n_kv_heads * D, H}, Split::Rows(rank, W));
+    auto k = load(n(names.k), {c.n_kv_heads * D, H}, kv_split_);
+    auto v = load(n(names.v), {c.n_kv_heads * D, H}, kv_split_);
     auto o = load(n(names.o), {H, c.n_heads * D}, Split::Cols(rank, W));
     for (const auto* s : {&attn_norm, &ffn_norm, &q, &k, &v, &o}) {
       if (!s->ok()) return s->status();
@@ -127,8 +140,8 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
     std::optional<OwnedTensor> qb, kb, vb;
     if (arch_->qkv_bias) {
       auto qbs = loader.LoadF32(n(names.q_bias), {c.n_heads * D}, Split::Rows(rank, W));
-      auto kbs = loader.LoadF32(n(names.k_bias), {c.n_kv_heads * D}, Split::Rows(rank, W));
-      auto vbs = loader.LoadF32(n(names.v_bias), {c.n_kv_heads * D}, Split::Rows(rank, W));
+      auto kbs = loader.LoadF32(n(names.k_bias), {c.n_kv_heads * D}, kv_split_);
+      auto vbs = loader.LoadF32(n(names.v_bias), {c.n_kv_heads * D}, kv_split_);
       for (const auto* s : {&qbs, &kbs, &vbs}) {
         if (!s->ok()) return s->status();
       }

@@ -26,6 +26,7 @@
 #include "parallel/moe.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/model/model_source.h"
+#include "runtime/model/weight_loader.h"
 #include "runtime/models/arch.h"
 
 namespace tessera {
@@ -84,7 +85,7 @@ class Transformer {
     parallel::RowParallelLinear down;          // [H, F]
     std::unique_ptr<parallel::MoeLayer> moe;   // instead of the dense MLP in MoE models
   };
-  absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> LoadMoe(class WeightLoader& loader,
+  absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> LoadMoe(WeightLoader& loader,
                                                              const TensorNames& names,
                                                              int64_t layer,
                                                              const LoadOptions& options) const;
@@ -99,6 +100,7 @@ class Transformer {
   kernels::RopeLayout rope_layout_ = kernels::RopeLayout::kRotateHalf;
   kernels::RopeScaling rope_scaling_{};
   int64_t local_heads_ = 0, local_kv_heads_ = 0, local_ffn_ = 0;
+  Split kv_split_;  // which KV-head rows this rank loads (replicated when tp > Hkv)
   parallel::VocabParallelEmbedding embedding_;
   std::vector<Layer> layers_;
   kernels::OwnedTensor final_norm_;

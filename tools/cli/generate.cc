@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "parallel/replica.h"
 #include "runtime/engine/generate.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
@@ -31,6 +32,10 @@ const std::vector<FlagSpec> kFlags = {
     {"--json", "", false, "print one JSON object instead of streaming text"},
     {"--dump-logits", "", true, "write the prompt positions' logits as float32 .npy [T, V]"},
     {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
+    {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
+    {"--ep", "", true, "expert-parallel ranks (under mpirun; default 1)"},
+    {"--stats", "", false, "print each rank's collective calls and bytes (and add them to --json)"},
+    {"--timeout", "", true, "seconds a collective may wait for a peer (default 30)"},
     {"--help", "-h", false, "show this help"},
 };
 
@@ -48,6 +53,27 @@ absl::Status ParseFlag(const Args& args, const std::string& name, T* out) {
   }
   if (!ok) return absl::InvalidArgumentError(absl::StrCat(name, ": '", *v, "' is not a number"));
   return absl::OkStatus();
+}
+
+parallel::ModelShape ShapeOf(const ModelConfig& c) {
+  return parallel::ModelShape{.n_heads = c.n_heads,
+                              .n_kv_heads = c.n_kv_heads,
+                              .head_dim = c.head_dim,
+                              .ffn = c.n_experts > 0 ? 0 : c.ffn,
+                              .n_experts = c.n_experts,
+                              .moe_ffn = c.expert_ffn,
+                              .vocab = c.vocab};
+}
+
+// {"all_reduce": {"calls": n, "bytes": b}, ...} for the kinds this rank used.
+json StatsJson(const parallel::CollectiveStats& stats) {
+  json j = json::object();
+  for (int k = 0; k < parallel::kNumCollectiveKinds; ++k) {
+    const auto kind = static_cast<parallel::CollectiveKind>(k);
+    if (stats[kind].calls == 0) continue;
+    j[parallel::CollectiveName(kind)] = {{"calls", stats[kind].calls}, {"bytes", stats[kind].bytes}};
+  }
+  return j;
 }
 
 }  // namespace
@@ -75,20 +101,35 @@ int GenerateMain(int argc, char** argv) {
   }
   if (absl::Status s = Validate(sp); !s.ok()) return Fail("generate", s);
 
+  int tp = 1, ep = 1, timeout_s = 30;
+  for (absl::Status s : {ParseFlag(*args, "--tp", &tp), ParseFlag(*args, "--ep", &ep),
+                         ParseFlag(*args, "--timeout", &timeout_s)}) {
+    if (!s.ok()) return Fail("generate", s);
+  }
   auto source = ModelSource::Open(*args->Get("--model"));
   if (!source.ok()) return Fail("generate", source.status());
+  if ((*source)->config() == nullptr) {
+    return Fail("generate", absl::InvalidArgumentError(absl::StrCat(
+                                (*source)->path(), ": holds no model weights (tokenizer files only)")));
+  }
+  auto replica = parallel::Replica::Join(&argc, &argv, tp, ep, ShapeOf(*(*source)->config()),
+                                         absl::Seconds(timeout_s));
+  if (!replica.ok()) return Fail("generate", replica.status());
+  const bool leader = (*replica)->rank() == 0;
   auto tok = LoadTokenizer(**source);
   if (!tok.ok()) return Fail("generate", tok.status());
-  auto comm = parallel::MakeSoloCommunicator();
   const auto load_start = std::chrono::steady_clock::now();
-  auto model = Transformer::Load(**source, comm.get(), LoadOptions{.exact = args->Has("--exact")});
+  auto model = Transformer::Load(**source, (*replica)->tp(), LoadOptions{.exact = args->Has("--exact")});
   if (!model.ok()) return Fail("generate", model.status());
+  std::fprintf(stderr, "%s; weights %lld bytes (%.1f MiB)\n", (*replica)->Describe().c_str(),
+               static_cast<long long>((*model)->weight_bytes()),
+               (*model)->weight_bytes() / 1048576.0);
   if ((*model)->config().vocab != (*tok)->vocab_size()) {
     return Fail("generate", absl::InvalidArgumentError(absl::StrCat(
                                 "the model's vocabulary (", (*model)->config().vocab,
                                 ") and its tokenizer's (", (*tok)->vocab_size(), ") differ")));
   }
-  std::fprintf(stderr, "loaded %s: %s, %.1f MiB of weights in %.2f s\n",
+  if (leader) std::fprintf(stderr, "loaded %s: %s, %.1f MiB of weights in %.2f s\n",
                (*source)->path().c_str(), (*model)->config().arch.c_str(),
                (*model)->weight_bytes() / 1048576.0,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
@@ -106,7 +147,8 @@ int GenerateMain(int argc, char** argv) {
   }
   const bool as_json = args->Has("--json");
   tokenizer::IncrementalDecoder stream(**tok);
-  if (!as_json) {
+  opts.group = (*replica)->tp();
+  if (!as_json && leader) {
     opts.on_token = [&](int32_t id) {
       std::fputs(stream.Push(id).c_str(), stdout);
       std::fflush(stdout);
@@ -115,6 +157,12 @@ int GenerateMain(int argc, char** argv) {
   opts.keep_prompt_logits = args->Has("--dump-logits");
   auto result = Generate(**model, prompt, opts);
   if (!result.ok()) return Fail("generate", result.status());
+  const parallel::CollectiveStats stats = (*replica)->tp()->stats();
+  if (args->Has("--stats")) {
+    std::fprintf(stderr, "rank %d collectives: %s\n", (*replica)->rank(),
+                 DumpJson(StatsJson(stats)).c_str());
+  }
+  if (!leader) return 0;  // only the leader prints the generation
   if (opts.keep_prompt_logits) {
     const int64_t V = (*model)->config().vocab;
     if (absl::Status s = WriteNpyF32(*args->Get("--dump-logits"), result->prompt_logits,
@@ -131,6 +179,7 @@ int GenerateMain(int argc, char** argv) {
               {"finish_reason", result->finish_reason}};
     // MoE models: routed (token, choice) pairs per expert, per layer (prompt and decode).
     if (const auto load = (*model)->ExpertLoad(); !load.empty()) j["expert_load"] = load;
+    if (args->Has("--stats")) j["stats"] = StatsJson(stats);
     std::printf("%s\n", DumpJson(j).c_str());
   } else {
     std::printf("%s\n", stream.Flush().c_str());
