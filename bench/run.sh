@@ -39,11 +39,15 @@ if [[ ! -x "$llama_bench" ]]; then
 fi
 
 moe_model="$TESSERA_CACHE/bench/moe-8x-q8_0.gguf"
-if [[ ! -f "$moe_model" ]]; then
-  python3 -c "import gguf, numpy" 2>/dev/null || pip3 install --quiet gguf numpy
-  mkdir -p "$(dirname "$moe_model")"
-  python3 bench/make_moe_model.py "$moe_model"
-fi
+dense_model="$TESSERA_CACHE/bench/dense-16h-q8_0.gguf"
+for kind in moe dense; do
+  path=$moe_model; [[ $kind == dense ]] && path=$dense_model
+  if [[ ! -f "$path" ]]; then
+    python3 -c "import gguf, numpy" 2>/dev/null || pip3 install --quiet gguf numpy
+    mkdir -p "$(dirname "$path")"
+    python3 bench/make_bench_model.py "$kind" "$path"
+  fi
+done
 
 out=$(mktemp -d)
 echo "llama.cpp: llama-bench -p 512 -n 128 -t 1,2 -r $reps" >&2
@@ -53,7 +57,18 @@ build/release/bin/tessera bench -m "$model" -p 512 -n 128 -t 1,2 -r "$reps" --js
 echo "tessera: MoE model, tessera bench -p 128 -n 32 -t 1,2 -r $reps" >&2
 build/release/bin/tessera bench -m "$moe_model" -p 128 -n 32 -t 1,2 -r "$reps" --json > "$out/moe.json"
 
-python3 - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" > bench/RESULTS.md <<'PY'
+# Tensor parallelism: one thread per rank, every rank on this machine.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi=(mpirun --oversubscribe --bind-to none --mca btl self,vader
+     --mca btl_vader_single_copy_mechanism none)
+for spec in "smollm2 $model 1" "smollm2 $model 3" "dense $dense_model 1" "dense $dense_model 2"; do
+  read -r name path tp <<< "$spec"
+  echo "tessera: $name tp=$tp" >&2
+  "${mpi[@]}" -np "$tp" build/release/bin/tessera bench -m "$path" -p 256 -n 64 -t 1 \
+    -r "$reps" --tp "$tp" --json 2>/dev/null > "$out/tp-$name-$tp.json"
+done
+
+python3 - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" "$out" > bench/RESULTS.md <<'PY'
 import datetime, json, platform, subprocess, sys
 llama = json.load(open(sys.argv[1]))
 ours = json.load(open(sys.argv[2]))
@@ -108,5 +123,21 @@ print("|---|---|---|---|---|")
 for r in moe["results"]:
     print(f"| {r['threads']} | {r['pp_tokens_per_s']:.1f} | {r['tg_tokens_per_s']:.1f} | "
           f"{r['decode_weight_gb_per_s']:.1f} | {100 * r['decode_fraction_of_bandwidth']:.0f}% |")
+import os
+print("\n## Tensor parallelism\n")
+print("`mpirun -np TP tessera bench --tp TP -t 1`: one thread per rank, all ranks on this machine "
+      "(shared-memory transport). pp256 / tg64; the share of wall time rank 0 spends inside "
+      "collectives. The dense model is `bench/make_bench_model.py dense` (Q8_0, 16 heads, "
+      "4 KV heads, 8 layers, hidden 1024).\n")
+print("| model | tp | prefill tok/s | decode tok/s | prefill time in collectives | decode time in collectives |")
+print("|---|---|---|---|---|---|")
+for name in ("smollm2", "dense"):
+    for tp in (1, 2, 3):
+        f = os.path.join(sys.argv[5], f"tp-{name}-{tp}.json")
+        if not os.path.exists(f):
+            continue
+        r = json.load(open(f))["results"][0]
+        print(f"| {name} | {tp} | {r['pp_tokens_per_s']:.1f} | {r['tg_tokens_per_s']:.1f} | "
+              f"{100 * r['pp_collective_time_share']:.0f}% | {100 * r['tg_collective_time_share']:.0f}% |")
 PY
 cat bench/RESULTS.md

@@ -69,6 +69,8 @@ struct CollectiveStats {
     int64_t bytes = 0;
   };
   std::array<Counter, kNumCollectiveKinds> by_kind{};
+  // Wall time spent inside collectives, from issue to completion (MPI only; 0 elsewhere).
+  double seconds = 0;
 
   const Counter& operator[](CollectiveKind k) const { return by_kind[static_cast<int>(k)]; }
   Counter& operator[](CollectiveKind k) { return by_kind[static_cast<int>(k)]; }

@@ -185,6 +185,14 @@ absl::StatusOr<MPI_Datatype> MpiCommunicator::Unit(DType type) {
 
 absl::Status MpiCommunicator::Complete(MPI_Request* reqs, int n, const std::string& what) {
   const auto start = std::chrono::steady_clock::now();
+  absl::Status s = WaitAll(reqs, n, what);
+  stats_.seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return s;
+}
+
+absl::Status MpiCommunicator::WaitAll(MPI_Request* reqs, int n, const std::string& what) {
+  const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + absl::ToChronoNanoseconds(timeout_);
   for (int polls = 0;; ++polls) {
     int done = 0;

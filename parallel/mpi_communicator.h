@@ -89,6 +89,7 @@ class MpiCommunicator final : public Communicator {
 
   // Polls `reqs` until all complete or the timeout passes. Public for PendingSendRecv.
   absl::Status Complete(MPI_Request* reqs, int n, const std::string& what);
+  absl::Status WaitAll(MPI_Request* reqs, int n, const std::string& what);
 
  private:
   MpiCommunicator(MPI_Comm comm, absl::Duration timeout, std::string label, int rank, int size,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "kernels/cpu/thread_pool.h"
+#include "parallel/replica.h"
 #include "runtime/engine/transformer.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
@@ -27,6 +28,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--repetitions", "-r", true, "runs of each test; the median is reported (default 5)"},
     {"--threads", "-t", true, "comma-separated thread counts (default 1,2)"},
     {"--exact", "", false, "dequantize weights to f32 at load"},
+    {"--tp", "", true, "tensor-parallel ranks (under mpirun -np TP; default 1)"},
     {"--json", "", false, "print one JSON object"},
     {"--help", "-h", false, "show this help"},
 };
@@ -96,10 +98,24 @@ int BenchMain(int argc, char** argv) {
       threads.push_back(t);
     }
   }
+  int tp = 1;
+  if (absl::Status s = number("--tp", &tp); !s.ok()) return Fail("bench", s);
   auto source = ModelSource::Open(*args->Get("--model"));
   if (!source.ok()) return Fail("bench", source.status());
-  auto comm = parallel::MakeSoloCommunicator();
-  auto model = Transformer::Load(**source, comm.get(), LoadOptions{.exact = args->Has("--exact")});
+  if ((*source)->config() == nullptr) {
+    return Fail("bench", absl::InvalidArgumentError("the model holds no weights"));
+  }
+  const ModelConfig& cfg = *(*source)->config();
+  auto replica = parallel::Replica::Join(
+      &argc, &argv, tp, 1,
+      parallel::ModelShape{.n_heads = cfg.n_heads, .n_kv_heads = cfg.n_kv_heads,
+                           .head_dim = cfg.head_dim, .ffn = cfg.n_experts > 0 ? 0 : cfg.ffn,
+                           .n_experts = cfg.n_experts, .moe_ffn = cfg.expert_ffn,
+                           .vocab = cfg.vocab},
+      absl::Seconds(60));
+  if (!replica.ok()) return Fail("bench", replica.status());
+  parallel::Communicator* comm = (*replica)->tp();
+  auto model = Transformer::Load(**source, comm, LoadOptions{.exact = args->Has("--exact")});
   if (!model.ok()) return Fail("bench", model.status());
   const Transformer& m = **model;
   if (n_prompt + n_gen > m.config().context) {
@@ -114,16 +130,19 @@ int BenchMain(int argc, char** argv) {
   json results = json::array();
   for (int t : threads) {
     kernels::SetNumThreads(t);
-    std::vector<double> pp, tg;
+    std::vector<double> pp, tg, pp_comm, tg_comm;
     for (int r = 0; r <= reps; ++r) {  // run 0 warms up
       std::vector<int32_t> prompt(n_prompt);
       for (int32_t& id : prompt) id = token(rng);
       KvCache cache(m.CacheShape(n_prompt + n_gen));
       std::vector<float> logits;
       const SeqChunk chunk{0, prompt, false};
+      double comm0 = comm->stats().seconds;
       auto t0 = Clock::now();
       if (absl::Status s = m.Forward({&chunk, 1}, cache, logits); !s.ok()) return Fail("bench", s);
       const double prefill = Since(t0);
+      const double prefill_comm = comm->stats().seconds - comm0;
+      comm0 = comm->stats().seconds;
       KvCache gen_cache(m.CacheShape(n_gen));
       int64_t moe_read = 0;
       t0 = Clock::now();
@@ -134,10 +153,13 @@ int BenchMain(int argc, char** argv) {
         moe_read += m.moe_bytes_read_last_forward();
       }
       const double decode = Since(t0);
+      const double decode_comm = comm->stats().seconds - comm0;
       moe_bytes_per_token = static_cast<double>(moe_read) / n_gen;
       if (r > 0) {
         pp.push_back(n_prompt / prefill);
         tg.push_back(n_gen / decode);
+        pp_comm.push_back(prefill_comm / prefill);
+        tg_comm.push_back(decode_comm / decode);
       }
     }
     const double bw = MemoryReadBandwidth(3);
@@ -148,9 +170,13 @@ int BenchMain(int argc, char** argv) {
                        {"tg_tokens_per_s", tg_med},
                        {"memory_read_gb_per_s", bw},
                        {"decode_weight_gb_per_s", tg_med * decode_bytes / 1e9},
-                       {"decode_fraction_of_bandwidth", tg_med * decode_bytes / 1e9 / bw}});
+                       {"decode_fraction_of_bandwidth", tg_med * decode_bytes / 1e9 / bw},
+                       {"pp_collective_time_share", Median(pp_comm)},
+                       {"tg_collective_time_share", Median(tg_comm)}});
   }
+  if ((*replica)->rank() != 0) return 0;  // rank 0 reports
   json out = {{"model", (*source)->path()},
+              {"tp", tp},
               {"n_prompt", n_prompt},
               {"n_gen", n_gen},
               {"repetitions", reps},
@@ -181,13 +207,17 @@ int BenchMain(int argc, char** argv) {
                 static_cast<long long>(m.config().n_experts),
                 100.0 * m.config().n_experts_used / m.config().n_experts);
   }
-  std::printf("%7s %12s %12s %14s %12s\n", "threads", absl::StrCat("pp", n_prompt, " t/s").c_str(),
-              absl::StrCat("tg", n_gen, " t/s").c_str(), "mem read GB/s", "tg/roofline");
+  std::printf("%3s %7s %12s %12s %14s %12s %10s %10s\n", "tp", "threads",
+              absl::StrCat("pp", n_prompt, " t/s").c_str(),
+              absl::StrCat("tg", n_gen, " t/s").c_str(), "mem read GB/s", "tg/roofline",
+              "pp comm", "tg comm");
   for (const json& r : results) {
-    std::printf("%7d %12.1f %12.1f %14.1f %11.0f%%\n", r["threads"].get<int>(),
-                r["pp_tokens_per_s"].get<double>(), r["tg_tokens_per_s"].get<double>(),
-                r["memory_read_gb_per_s"].get<double>(),
-                100 * r["decode_fraction_of_bandwidth"].get<double>());
+    std::printf("%3d %7d %12.1f %12.1f %14.1f %11.0f%% %9.0f%% %9.0f%%\n", tp,
+                r["threads"].get<int>(), r["pp_tokens_per_s"].get<double>(),
+                r["tg_tokens_per_s"].get<double>(), r["memory_read_gb_per_s"].get<double>(),
+                100 * r["decode_fraction_of_bandwidth"].get<double>(),
+                100 * r["pp_collective_time_share"].get<double>(),
+                100 * r["tg_collective_time_share"].get<double>());
   }
   return 0;
 }

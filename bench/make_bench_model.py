@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Writes a random-weight Mixtral-shaped GGUF for the MoE benchmark: 4 layers, hidden 1024,
-8 experts of FFN 2816, top-2, Q8_0 experts (~290 MB, far beyond the caches), so a decode
-step's memory traffic shows whether only the routed experts are read.
+"""Writes random-weight GGUFs for the benchmarks, Q8_0, far beyond the caches:
+  moe    Mixtral-shaped: 4 layers, hidden 1024, 8 experts of FFN 2816, top-2 (~310 MB), so a
+         decode step's memory traffic shows whether only the routed experts are read;
+  dense  Llama-shaped: 8 layers, hidden 1024, 16 heads, 4 KV heads, FFN 2816 (~100 MB), whose
+         head counts allow tp = 1, 2, 4 (SmolLM2's 9 heads allow only 1 and 3).
 
-Needs: pip install gguf numpy.   Usage: make_moe_model.py OUT.gguf
+Needs: pip install gguf numpy.   Usage: make_bench_model.py moe|dense OUT.gguf
 """
 import sys
 
@@ -11,14 +13,16 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as QT
 
-H, HEADS, KV, LAYERS, E, K, F, V, CTX = 1024, 16, 4, 4, 8, 2, 2816, 8192, 4096
+H, HEADS, KV, F, V, CTX = 1024, 16, 4, 2816, 8192, 4096
 
 
 def main():
-    out = sys.argv[1]
+    kind, out = sys.argv[1], sys.argv[2]
+    moe = kind == "moe"
+    LAYERS, E, K = (4, 8, 2) if moe else (8, 0, 0)
     rng = np.random.default_rng(0)
     w = gguf.GGUFWriter(out, "llama")
-    w.add_name("tessera-bench-moe-8x")
+    w.add_name(f"tessera-bench-{kind}")
     w.add_context_length(CTX)
     w.add_embedding_length(H)
     w.add_block_count(LAYERS)
@@ -28,8 +32,9 @@ def main():
     w.add_rope_freq_base(1e6)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(V)
-    w.add_expert_count(E)
-    w.add_expert_used_count(K)
+    if moe:
+        w.add_expert_count(E)
+        w.add_expert_used_count(K)
     w.add_file_type(int(QT.Q8_0))
 
     def rand(*shape):
@@ -51,10 +56,15 @@ def main():
         q8(p + "attn_k.weight", rand(KV * D, H))
         q8(p + "attn_v.weight", rand(KV * D, H))
         q8(p + "attn_output.weight", rand(H, HEADS * D))
-        w.add_tensor(p + "ffn_gate_inp.weight", rand(E, H))
-        q8(p + "ffn_gate_exps.weight", rand(E, F, H))
-        q8(p + "ffn_up_exps.weight", rand(E, F, H))
-        q8(p + "ffn_down_exps.weight", rand(E, H, F))
+        if moe:
+            w.add_tensor(p + "ffn_gate_inp.weight", rand(E, H))
+            q8(p + "ffn_gate_exps.weight", rand(E, F, H))
+            q8(p + "ffn_up_exps.weight", rand(E, F, H))
+            q8(p + "ffn_down_exps.weight", rand(E, H, F))
+        else:
+            q8(p + "ffn_gate.weight", rand(F, H))
+            q8(p + "ffn_up.weight", rand(F, H))
+            q8(p + "ffn_down.weight", rand(H, F))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
