@@ -158,11 +158,15 @@ int GenerateMain(int argc, char** argv) {
   auto result = Generate(**model, prompt, opts);
   if (!result.ok()) return Fail("generate", result.status());
   const parallel::CollectiveStats stats = (*replica)->tp()->stats();
-  if (args->Has("--stats")) {
+  auto print_stats = [&] {
+    if (!args->Has("--stats")) return;
     std::fprintf(stderr, "rank %d collectives: %s\n", (*replica)->rank(),
                  DumpJson(StatsJson(stats)).c_str());
+  };
+  if (!leader) {  // only the leader prints the generation
+    print_stats();
+    return 0;
   }
-  if (!leader) return 0;  // only the leader prints the generation
   if (opts.keep_prompt_logits) {
     const int64_t V = (*model)->config().vocab;
     if (absl::Status s = WriteNpyF32(*args->Get("--dump-logits"), result->prompt_logits,
@@ -185,6 +189,7 @@ int GenerateMain(int argc, char** argv) {
     std::printf("%s\n", stream.Flush().c_str());
   }
   std::fflush(stdout);
+  print_stats();
   const size_t n = result->ids.size();
   std::fprintf(stderr,
                "prefill: %zu tokens in %.3f s (%.1f tok/s); decode: %zu tokens in %.3f s "
