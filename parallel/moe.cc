@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -53,12 +52,23 @@ float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(MoeWeights weights,
                                                            const kernels::RoutingParams& routing,
-                                                           Communicator* comm) {
+                                                           Communicator* comm,
+                                                           ExpertParallelism mode) {
   if (comm == nullptr) return absl::InvalidArgumentError("MoE: no communicator");
-  if (comm->size() != 1) {
-    return absl::UnimplementedError(absl::StrCat("MoE: expert parallelism over ", comm->size(),
-                                                 " ranks is not implemented yet; "
-                                                 "hand the layer a one-rank group"));
+  const int ep = comm->size();
+  switch (mode) {
+    case ExpertParallelism::kNone:
+      if (ep != 1) {
+        return absl::UnimplementedError(absl::StrCat(
+            "MoE: a ", ep,
+            "-rank group with ExpertParallelism::kNone (every rank all experts, "
+            "i.e. experts split by tensor parallelism) is not implemented; hand the layer a "
+            "one-rank group, or its E / ep experts with kReplicatedTokens or kShardedTokens"));
+      }
+      break;
+    case ExpertParallelism::kReplicatedTokens:
+    case ExpertParallelism::kShardedTokens:
+      break;
   }
   const ConstTensor r = weights.router.cview();
   if (r.rank != 2 || r.dim(0) < 1 || r.dim(1) < 1 || r.dim(0) > (1 << 20)) {
@@ -71,11 +81,27 @@ absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(MoeWeights weights,
   }
   const int64_t E = r.dim(0), H = r.dim(1);
   const int64_t F = weights.gate.cview().rank == 3 ? weights.gate.cview().dim(1) : -1;
-  // One rank holds every expert, so E_local = E (and the table below is the identity).
+  if (E % ep != 0) {
+    std::string valid;
+    for (int64_t d = 1; d <= E; ++d) {
+      if (E % d == 0) absl::StrAppend(&valid, valid.empty() ? "" : ", ", d);
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoE: ", E, " experts do not split evenly over ", ep,
+                     " expert-parallel ranks; valid ep for this model: ", valid));
+  }
+  const int64_t El = E / ep;  // contiguous blocks: the table in the constructor
+  auto expert_shape = [&](const char* what, const OwnedTensor& t, std::vector<int64_t> dims) {
+    absl::Status s = CheckShape(what, t, std::move(dims));
+    if (s.ok() || ep == 1) return s;
+    return absl::InvalidArgumentError(absl::StrCat(s.message(), " (ep rank ", comm->rank(),
+                                                   " holds E / ep = ", E, " / ", ep, " = ", El,
+                                                   " experts)"));
+  };
   if (absl::Status s = CheckShape("router", weights.router, {E, H}); !s.ok()) return s;
-  if (absl::Status s = CheckShape("expert gate", weights.gate, {E, F, H}); !s.ok()) return s;
-  if (absl::Status s = CheckShape("expert up", weights.up, {E, F, H}); !s.ok()) return s;
-  if (absl::Status s = CheckShape("expert down", weights.down, {E, H, F}); !s.ok()) return s;
+  if (absl::Status s = expert_shape("expert gate", weights.gate, {El, F, H}); !s.ok()) return s;
+  if (absl::Status s = expert_shape("expert up", weights.up, {El, F, H}); !s.ok()) return s;
+  if (absl::Status s = expert_shape("expert down", weights.down, {El, H, F}); !s.ok()) return s;
   if (F < 1) return absl::InvalidArgumentError("MoE: expert FFN size must be >= 1");
   if (routing.selection_bias != nullptr) {
     return absl::InvalidArgumentError(
@@ -107,18 +133,21 @@ absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(MoeWeights weights,
       }
     }
   }
-  return std::unique_ptr<MoeLayer>(new MoeLayer(std::move(weights), p, comm));
+  return std::unique_ptr<MoeLayer>(new MoeLayer(std::move(weights), p, comm, mode));
 }
 
-MoeLayer::MoeLayer(MoeWeights weights, const kernels::RoutingParams& routing, Communicator* comm)
-    : w_(std::move(weights)), routing_(routing), comm_(comm) {
+MoeLayer::MoeLayer(MoeWeights weights, const kernels::RoutingParams& routing, Communicator* comm,
+                   ExpertParallelism mode)
+    : w_(std::move(weights)), routing_(routing), comm_(comm), mode_(mode) {
   // Moving the OwnedTensor keeps its storage, so routing_.selection_bias stays valid.
   hidden_ = w_.router.cview().dim(1);
   ffn_ = w_.gate.cview().dim(1);
   num_experts_ = static_cast<int32_t>(w_.router.cview().dim(0));
   local_experts_ = static_cast<int32_t>(w_.gate.cview().dim(0));
   physical_of_logical_.resize(num_experts_);
-  std::iota(physical_of_logical_.begin(), physical_of_logical_.end(), 0);
+  for (int32_t e = 0; e < num_experts_; ++e) {
+    physical_of_logical_[e] = {e / local_experts_, e % local_experts_};
+  }
   tokens_per_expert_.assign(num_experts_, 0);
 }
 
@@ -126,14 +155,17 @@ void MoeLayer::ResetTokensPerExpert() {
   std::fill(tokens_per_expert_.begin(), tokens_per_expert_.end(), 0);
 }
 
+int64_t MoeLayer::SharedBytes() const {
+  if (!w_.shared) return 0;
+  const SharedExpertWeights& sh = *w_.shared;
+  return sh.gate.bytes() + sh.up.bytes() + sh.down.bytes() +
+         (sh.sigmoid_gate ? sh.sigmoid_gate->bytes() : 0);
+}
+
 int64_t MoeLayer::bytes() const {
   int64_t b = w_.router.bytes() + w_.gate.bytes() + w_.up.bytes() + w_.down.bytes() +
               (w_.selection_bias ? w_.selection_bias->bytes() : 0);
-  if (w_.shared) {
-    b += w_.shared->gate.bytes() + w_.shared->up.bytes() + w_.shared->down.bytes() +
-         (w_.shared->sigmoid_gate ? w_.shared->sigmoid_gate->bytes() : 0);
-  }
-  return b;
+  return b + SharedBytes();
 }
 
 ConstTensor MoeLayer::Slice(const OwnedTensor& stacked, int32_t e) {
@@ -148,30 +180,68 @@ int64_t MoeLayer::SliceBytes(const OwnedTensor& stacked) {
 }
 
 absl::Status MoeLayer::Forward(Tensor out, ConstTensor x) {
-  const int64_t H = hidden_, F = ffn_, T = x.rows();
-  const int32_t E = num_experts_, k = routing_.top_k;
+  const int64_t H = hidden_, T = x.rows();
   if (x.type != DType::kF32 || out.type != DType::kF32 || x.cols() != H || out.cols() != H ||
-      out.rows() != T || out.data == x.data) {
+      out.rows() != T || (T > 0 && out.data == x.data)) {
     return absl::InvalidArgumentError(absl::StrCat("MoE Forward: x ", ShapeString(x), " out ",
                                                    ShapeString(out), "; both [T, ", H,
                                                    "] f32, distinct"));
   }
   bytes_read_last_forward_ = 0;
-  if (T == 0) return absl::OkStatus();
+  if (comm_->size() == 1) return ForwardOneRank(out, x);
+  switch (mode_) {
+    case ExpertParallelism::kNone:
+      break;  // refused by Create for ep > 1
+    case ExpertParallelism::kReplicatedTokens:
+      return ForwardReplicated(out, x);
+    case ExpertParallelism::kShardedTokens:
+      return ForwardSharded(out, x);
+  }
+  return absl::InternalError("MoE Forward: no expert-parallel mode");  // unreachable
+}
 
-  // Router and routing, fp32 on every rank (replicated).
+void MoeLayer::RouteTokens(ConstTensor x) {
+  const int64_t T = x.rows();
+  const int32_t E = num_experts_, k = routing_.top_k;
   logits_.resize(T * E);
-  kernels::MatMul(Tensor(logits_.data(), DType::kF32, {T, E}), x, w_.router.cview());
   ids_.resize(T * k);
   route_w_.resize(T * k);
+  if (T == 0) return;
+  kernels::MatMul(Tensor(logits_.data(), DType::kF32, {T, E}), x, w_.router.cview());
   kernels::Route(ids_.data(), route_w_.data(), ConstTensor(logits_.data(), DType::kF32, {T, E}),
                  routing_);
-  int64_t bytes = w_.router.bytes();
-  physical_ids_.resize(T * k);
-  for (int64_t i = 0; i < T * k; ++i) {
-    ++tokens_per_expert_[ids_[i]];
-    physical_ids_[i] = physical_of_logical_[ids_[i]];
+  for (int64_t i = 0; i < T * k; ++i) ++tokens_per_expert_[ids_[i]];  // ids in [0, E): Route
+}
+
+int64_t MoeLayer::RunLocalExperts(float* y, const float* x, const int64_t* offsets) {
+  const int64_t H = hidden_, F = ffn_;
+  int64_t most = 0, bytes = 0;
+  for (int32_t e = 0; e < local_experts_; ++e) most = std::max(most, offsets[e + 1] - offsets[e]);
+  h_gate_.resize(most * F);
+  h_up_.resize(most * F);
+  for (int32_t e = 0; e < local_experts_; ++e) {
+    const int64_t n = offsets[e + 1] - offsets[e], first = offsets[e];
+    if (n == 0) continue;  // an idle expert is not read
+    const ConstTensor xs(x + first * H, DType::kF32, {n, H});
+    const Tensor hg(h_gate_.data(), DType::kF32, {n, F});
+    const Tensor hu(h_up_.data(), DType::kF32, {n, F});
+    kernels::MatMul(hg, xs, Slice(w_.gate, e));
+    kernels::MatMul(hu, xs, Slice(w_.up, e));
+    kernels::SwiGlu(hg, hg, hu);
+    kernels::MatMul(Tensor(y + first * H, DType::kF32, {n, H}), hg, Slice(w_.down, e));
+    bytes += SliceBytes(w_.gate) + SliceBytes(w_.up) + SliceBytes(w_.down);
   }
+  return bytes;
+}
+
+absl::Status MoeLayer::ForwardOneRank(Tensor out, ConstTensor x) {
+  const int64_t H = hidden_, T = x.rows();
+  const int32_t k = routing_.top_k;
+  if (T == 0) return absl::OkStatus();
+  RouteTokens(x);
+  // One rank holds every expert: slot = physical_of_logical_[id].slot.
+  physical_ids_.resize(T * k);
+  for (int64_t i = 0; i < T * k; ++i) physical_ids_[i] = physical_of_logical_[ids_[i]].slot;
 
   // Dispatch (on one rank: a gather into expert order).
   absl::StatusOr<kernels::ExpertGrouping> g =
@@ -181,32 +251,14 @@ absl::Status MoeLayer::Forward(Tensor out, ConstTensor x) {
   xg_.resize(R * H);
   yg_.resize(R * H);
   kernels::GatherByExpert(Tensor(xg_.data(), DType::kF32, {R, H}), x, *g);
-
-  // Experts: one MatMul per projection over each expert's tokens; idle experts are skipped.
-  int64_t most = 0;
-  for (int32_t e = 0; e < local_experts_; ++e) most = std::max(most, g->count(e));
-  h_gate_.resize(most * F);
-  h_up_.resize(most * F);
-  for (int32_t e = 0; e < local_experts_; ++e) {
-    const int64_t n = g->count(e), first = g->offsets[e];
-    if (n == 0) continue;
-    const ConstTensor xs(xg_.data() + first * H, DType::kF32, {n, H});
-    const Tensor hg(h_gate_.data(), DType::kF32, {n, F});
-    const Tensor hu(h_up_.data(), DType::kF32, {n, F});
-    kernels::MatMul(hg, xs, Slice(w_.gate, e));
-    kernels::MatMul(hu, xs, Slice(w_.up, e));
-    kernels::SwiGlu(hg, hg, hu);
-    kernels::MatMul(Tensor(yg_.data() + first * H, DType::kF32, {n, H}), hg, Slice(w_.down, e));
-    bytes += SliceBytes(w_.gate) + SliceBytes(w_.up) + SliceBytes(w_.down);
-  }
+  int64_t bytes = w_.router.bytes() + RunLocalExperts(yg_.data(), xg_.data(), g->offsets.data());
 
   // Combine (on one rank: the weighted sum back into token order).
   kernels::CombineFromExperts(out, ConstTensor(yg_.data(), DType::kF32, {R, H}), *g,
                               route_w_.data());
   if (w_.shared) {
     SharedForward(out, x);
-    bytes += w_.shared->gate.bytes() + w_.shared->up.bytes() + w_.shared->down.bytes() +
-             (w_.shared->sigmoid_gate ? w_.shared->sigmoid_gate->bytes() : 0);
+    bytes += SharedBytes();
   }
   bytes_read_last_forward_ = bytes;
   return absl::OkStatus();

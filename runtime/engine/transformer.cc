@@ -78,10 +78,15 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
         ") and vocabulary (", c.vocab, "), and divide or be a multiple of the KV heads (",
         c.n_kv_heads, ")"));
   }
-  if (c.n_experts > 0 && W > 1) {
-    return absl::UnimplementedError(
-        "tensor parallelism of MoE models is not supported yet (experts need expert "
-        "parallelism)");
+  const int ep = options.ep != nullptr ? options.ep->size() : 1;
+  if (c.n_experts > 0 && W > 1 && ep != W) {
+    return absl::UnimplementedError(absl::StrCat(
+        "MoE models with tensor parallelism need expert parallelism over the same ranks "
+        "(--ep ", W, "); splitting each expert over tp ranks is not supported yet"));
+  }
+  if (c.n_experts > 0 && c.n_experts % ep != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--ep ", ep, " does not divide the ",
+                                                   c.n_experts, " experts"));
   }
   m->local_heads_ = c.n_heads / W;
   m->local_kv_heads_ = kv_replicated ? 1 : c.n_kv_heads / W;
@@ -178,7 +183,7 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
 
 absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
     WeightLoader& loader, const TensorNames& names, int64_t layer,
-    const LoadOptions& options) const {
+    const LoadOptions& options) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden, E = c.n_experts, Fe = c.expert_ffn;
   auto n = [&](const std::string& pattern) { return LayerName(pattern, layer); };
@@ -187,22 +192,30 @@ absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
                          : loader.Load(name, shape, Split::None());
   };
   // Experts stacked [E, rows, cols]: one GGUF tensor, or one Hugging Face tensor per expert.
+  // This rank's experts: [first, first + local) of E, on ep rank r of P.
+  const int P = options.ep != nullptr ? options.ep->size() : 1;
+  const int r = options.ep != nullptr ? options.ep->rank() : 0;
+  const int64_t local = E / P, first = r * local;
   auto stacked = [&](const std::string& pattern, int64_t rows,
                      int64_t cols) -> absl::StatusOr<OwnedTensor> {
-    if (pattern.find("{e}") == std::string::npos) return load(n(pattern), {E, rows, cols});
+    if (pattern.find("{e}") == std::string::npos) {
+      return options.exact ? loader.LoadF32(n(pattern), {E, rows, cols}, Split::Rows(r, P))
+                           : loader.Load(n(pattern), {E, rows, cols}, Split::Rows(r, P));
+    }
     std::optional<OwnedTensor> out;
-    for (int64_t e = 0; e < E; ++e) {
+    for (int64_t e = first; e < first + local; ++e) {
       const std::string name =
           absl::StrReplaceAll(n(pattern), {{"{e}", absl::StrCat(e)}});
       auto one = load(name, {rows, cols});
       if (!one.ok()) return one.status();
-      if (!out) out.emplace(one->cview().type, std::vector<int64_t>{E, rows, cols});
+      if (!out) out.emplace(one->cview().type, std::vector<int64_t>{local, rows, cols});
       if (one->cview().type != out->cview().type) {
         return absl::InvalidArgumentError(absl::StrCat(
             name, ": type ", kernels::Name(one->cview().type), " differs from expert 0's ",
             kernels::Name(out->cview().type)));
       }
-      std::memcpy(out->as<uint8_t>() + e * one->bytes(), one->as<uint8_t>(), one->bytes());
+      std::memcpy(out->as<uint8_t>() + (e - first) * one->bytes(), one->as<uint8_t>(),
+                  one->bytes());
     }
     return std::move(*out);
   };
@@ -217,6 +230,7 @@ absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
     if (!s->ok()) return s->status();
   }
   w.gate = std::move(*gate), w.up = std::move(*up), w.down = std::move(*down);
+  routed_expert_bytes_ += w.gate.bytes() + w.up.bytes() + w.down.bytes();
   if (c.shared_expert_ffn > 0) {
     const int64_t Fs = c.shared_expert_ffn;
     auto sg = load(n(names.shared_gate), {Fs, H});
@@ -242,7 +256,9 @@ absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
   routing.method = kernels::RoutingMethod::kSoftmaxTopK;
   routing.top_k = static_cast<int32_t>(c.n_experts_used);
   routing.normalize_top_k = c.norm_topk_prob.value_or(arch_->norm_topk_default);
-  return parallel::MoeLayer::Create(std::move(w), routing, tp_);
+  if (P == 1) return parallel::MoeLayer::Create(std::move(w), routing, tp_);
+  return parallel::MoeLayer::Create(std::move(w), routing, options.ep,
+                                    parallel::ExpertParallelism::kReplicatedTokens);
 }
 
 std::vector<std::vector<int64_t>> Transformer::ExpertLoad() const {

@@ -34,6 +34,10 @@ namespace tessera {
 struct LoadOptions {
   // Dequantize every weight to f32 at load: the exact path, for comparing with references.
   bool exact = false;
+  // The expert-parallel group of MoE layers (not owned; null: every expert on this rank).
+  // Its ranks must see the same tokens (tp = 1, or tp = ep = the world): each holds E/ep
+  // experts and the layer ends in one all-reduce.
+  parallel::Communicator* ep = nullptr;
 };
 
 // One sequence's part of a step.
@@ -73,6 +77,8 @@ class Transformer {
   // MoE models: weight bytes the MoE layers hold, and those the last Forward read (router,
   // the experts that got tokens, shared experts): a decode step reads only its top-k.
   int64_t moe_weight_bytes() const;
+  // Bytes of this rank's routed experts (E/ep of them; no router, no shared expert).
+  int64_t routed_expert_bytes() const { return routed_expert_bytes_; }
   int64_t moe_bytes_read_last_forward() const;
 
  private:
@@ -88,7 +94,7 @@ class Transformer {
   absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> LoadMoe(WeightLoader& loader,
                                                              const TensorNames& names,
                                                              int64_t layer,
-                                                             const LoadOptions& options) const;
+                                                             const LoadOptions& options);
   Transformer() = default;
   absl::Status LoadWeights(const ModelSource& source, const LoadOptions& options);
 
@@ -106,6 +112,7 @@ class Transformer {
   kernels::OwnedTensor final_norm_;
   parallel::ParallelLmHead lm_head_;
   int64_t weight_bytes_ = 0;
+  int64_t routed_expert_bytes_ = 0;
 };
 
 }  // namespace tessera

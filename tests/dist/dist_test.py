@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The same model on every valid tensor-parallel layout, across real MPI processes.
+"""The same model on every valid layout (tp, ep, tp x ep), across real MPI processes.
 
 Each case runs `mpirun -np W tessera generate --tp W` and compares rank 0's prompt logits
 (--dump-logits) and greedy tokens with a single process, and checks that every rank holds
@@ -25,38 +25,49 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 PROMPT = "Hello, the experts said"
 
 
-def generate(model, world, *extra):
+def generate(model, world, *extra, tp=None, ep=1):
     """Runs one generation on `world` processes; returns (json, logits, per-rank bytes)."""
     with tempfile.TemporaryDirectory() as d:
         npy = os.path.join(d, "logits.npy")
         cmd = [TESSERA, "generate", "-m", model, "-p", PROMPT, "-n", "8", "--json",
                "--dump-logits", npy, "--timeout", "20", *extra]
         if world > 1:
-            cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(world)] + cmd + ["--tp", str(world)]
+            cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(world)] + cmd + [
+                "--tp", str(world if tp is None else tp), "--ep", str(ep)]
         p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=120)
         err = p.stderr.decode()
         if p.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{err}")
-        ranks = {int(m.group(1)): int(m.group(2))
-                 for m in re.finditer(r"^rank (\d+)/\d+: .*; weights (\d+) bytes", err, re.M)}
+        # rank -> (weight bytes, routed expert bytes), from each rank's start line.
+        ranks = {int(m.group(1)): (int(m.group(2)), int(m.group(3))) for m in re.finditer(
+            r"^rank (\d+)/\d+: .*; weights (\d+) bytes .*routed experts (\d+) bytes", err, re.M)}
         return json.loads(p.stdout), np.load(npy), ranks
 
 
-class TensorParallel(unittest.TestCase):
-    def check(self, model, worlds, max_share=1.05):
+class Layouts(unittest.TestCase):
+    def check(self, model, worlds, max_share=1.05, layouts=None):
+        """Every world in `worlds` as tp = world, or each (world, tp, ep) of `layouts`."""
         want, want_logits, single = generate(model, 1)
-        for w in worlds:
-            with self.subTest(model=model, tp=w):
-                got, logits, ranks = generate(model, w)
+        for w, tp, ep in layouts or [(w, w, 1) for w in worlds]:
+            with self.subTest(model=model, world=w, tp=tp, ep=ep):
+                got, logits, ranks = generate(model, w, tp=tp, ep=ep)
                 self.assertEqual(got["prompt_ids"], want["prompt_ids"])
                 self.assertEqual(got["ids"], want["ids"], "greedy tokens differ")
                 err = np.abs(logits - want_logits).max() / np.abs(want_logits).max()
-                print(f"{os.path.relpath(model, DATA)} tp={w}: max relative logit error {err:.2e}; "
-                      f"rank weights {sorted(ranks.values())} vs {single[0]} on one process")
+                if "expert_load" in want:  # every rank routes every token (replicated)
+                    self.assertEqual(got["expert_load"], want["expert_load"])
+                print(f"{os.path.relpath(model, DATA)} world={w} tp={tp} ep={ep}: max relative "
+                      f"logit error {err:.2e}; rank (weights, experts) "
+                      f"{sorted(ranks.values())} vs {single[0]} on one process")
                 self.assertLess(err, 1e-4)
                 self.assertEqual(sorted(ranks), list(range(w)), "every rank prints a start line")
-                for r, b in ranks.items():
-                    self.assertLessEqual(b, single[0] / w * max_share, f"rank {r} holds too much")
+                total, experts = single[0]
+                for r, (b, e) in ranks.items():
+                    # Routed experts: exactly 1/ep each. The rest: 1/tp of it, up to the
+                    # replicated parts (norms, router, shared expert, replicated KV heads).
+                    self.assertEqual(e * ep, experts, f"rank {r}: experts not 1/{ep}")
+                    self.assertLessEqual(b - e, (total - experts) / tp * max_share,
+                                         f"rank {r} holds too much")
 
     def test_llama_gqa(self):  # 8 heads, 4 KV heads
         self.check(os.path.join(DATA, "golden", "llama"), [2, 4])
@@ -72,6 +83,16 @@ class TensorParallel(unittest.TestCase):
 
     def test_smollm2_tp3(self):  # 9 heads, 3 KV heads
         self.check("smollm2-135m-instruct", [3], max_share=1.01)
+
+    def test_moe_expert_parallel(self):
+        # (world, tp, ep): experts split over ep ranks that all see the same tokens; with
+        # tp = 1 attention is replicated, so only the experts shrink per rank.
+        layouts = [(2, 1, 2), (4, 1, 4), (2, 2, 2)]
+        # max_share: the router and Qwen2-MoE's shared expert are replicated on every rank.
+        for arch, share in (("mixtral", 1.1), ("qwen2_moe", 1.5), ("qwen3_moe", 1.1)):
+            for f in ("", "model-q8_0.gguf"):
+                self.check(os.path.join(DATA, "golden", arch, f), [], max_share=share,
+                           layouts=layouts)
 
     def test_invalid_layout_is_refused_with_valid_values(self):
         p = subprocess.run([MPIEXEC, *MPI_FLAGS, "-np", "2", TESSERA, "generate", "-m",

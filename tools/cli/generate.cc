@@ -119,11 +119,14 @@ int GenerateMain(int argc, char** argv) {
   auto tok = LoadTokenizer(**source);
   if (!tok.ok()) return Fail("generate", tok.status());
   const auto load_start = std::chrono::steady_clock::now();
-  auto model = Transformer::Load(**source, (*replica)->tp(), LoadOptions{.exact = args->Has("--exact")});
+  auto model = Transformer::Load(
+      **source, (*replica)->tp(),
+      LoadOptions{.exact = args->Has("--exact"), .ep = ep > 1 ? (*replica)->ep() : nullptr});
   if (!model.ok()) return Fail("generate", model.status());
-  std::fprintf(stderr, "%s; weights %lld bytes (%.1f MiB)\n", (*replica)->Describe().c_str(),
-               static_cast<long long>((*model)->weight_bytes()),
-               (*model)->weight_bytes() / 1048576.0);
+  std::fprintf(stderr, "%s; weights %lld bytes (%.1f MiB), routed experts %lld bytes\n",
+               (*replica)->Describe().c_str(), static_cast<long long>((*model)->weight_bytes()),
+               (*model)->weight_bytes() / 1048576.0,
+               static_cast<long long>((*model)->routed_expert_bytes()));
   if ((*model)->config().vocab != (*tok)->vocab_size()) {
     return Fail("generate", absl::InvalidArgumentError(absl::StrCat(
                                 "the model's vocabulary (", (*model)->config().vocab,
@@ -157,7 +160,15 @@ int GenerateMain(int argc, char** argv) {
   opts.keep_prompt_logits = args->Has("--dump-logits");
   auto result = Generate(**model, prompt, opts);
   if (!result.ok()) return Fail("generate", result.status());
-  const parallel::CollectiveStats stats = (*replica)->tp()->stats();
+  parallel::CollectiveStats stats = (*replica)->tp()->stats();
+  if (ep > 1 && (*replica)->ep() != (*replica)->tp()) {  // the ep group's traffic too
+    const parallel::CollectiveStats e = (*replica)->ep()->stats();
+    for (int k = 0; k < parallel::kNumCollectiveKinds; ++k) {
+      stats.by_kind[k].calls += e.by_kind[k].calls;
+      stats.by_kind[k].bytes += e.by_kind[k].bytes;
+    }
+    stats.seconds += e.seconds;
+  }
   auto print_stats = [&] {
     if (!args->Has("--stats")) return;
     std::fprintf(stderr, "rank %d collectives: %s\n", (*replica)->rank(),
