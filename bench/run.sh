@@ -70,6 +70,14 @@ done
 
 python3 - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" "$out" > bench/RESULTS.md <<'PY'
 import datetime, json, platform, subprocess, sys
+TP_NOTES = """
+On two cores, tp = 2 (one thread per rank) beats tp = 1 (one thread) for prefill, where each
+all-reduce carries many tokens and the matmuls dominate. Decode does not gain: a step makes
+2 all-reduces per layer plus the embedding's and the LM head's all-gather, each of a few KiB,
+and every one waits for the slower rank, so about half of decode time is spent in
+collectives. SmolLM2 at tp = 3 runs three ranks on two cores (oversubscribed), so its ranks
+also wait for CPU time. Shapes here are too small for tensor parallelism to pay off in
+decode; it is for models that do not fit one device."""
 llama = json.load(open(sys.argv[1]))
 ours = json.load(open(sys.argv[2]))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -111,7 +119,7 @@ with larger Q8_0 matrices, reaches a larger share of the bandwidth.""")
 moe = json.load(open(sys.argv[4]))
 m = moe["moe"]
 print("\n## MoE\n")
-print(f"Random-weight Mixtral-shaped model (`bench/make_moe_model.py`: 4 layers, hidden 1024, "
+print(f"Random-weight Mixtral-shaped model (`bench/make_bench_model.py moe`: 4 layers, hidden 1024, "
       f"{m['experts']} experts of FFN 2816, top-{m['experts_per_token']}, Q8_0), "
       f"{m['moe_weight_bytes'] / 2**20:.1f} MiB of MoE weights. pp{moe['n_prompt']} / tg{moe['n_gen']}.\n")
 print(f"MoE weight bytes read per decode token (measured): {m['moe_bytes_read_per_decode_token'] / 2**20:.1f} MiB "
@@ -139,5 +147,6 @@ for name in ("smollm2", "dense"):
         r = json.load(open(f))["results"][0]
         print(f"| {name} | {tp} | {r['pp_tokens_per_s']:.1f} | {r['tg_tokens_per_s']:.1f} | "
               f"{100 * r['pp_collective_time_share']:.0f}% | {100 * r['tg_collective_time_share']:.0f}% |")
+print(TP_NOTES)
 PY
 cat bench/RESULTS.md
