@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/buffer.h"
 #include "kernels/dequant.h"
 #include "kernels/dtype.h"
 
@@ -161,6 +162,31 @@ inline double MaxRelError(const std::vector<float>& a, const std::vector<float>&
     den = std::max(den, std::fabs(double(b[i])));
   }
   return num / den;
+}
+
+// `v` (row-major, `dims`, innermost a whole number of blocks) stored as `type`, each row
+// quantized with QuantizeRow. Deterministic for every type but the K-quants.
+inline OwnedTensor Stored(DType type, const std::vector<int64_t>& dims, const float* v,
+                          uint32_t seed = 1) {
+  OwnedTensor t(type, dims);
+  const int64_t cols = dims.back(), rows = t.cview().rows();
+  const int64_t row_bytes = *BytesFor(type, cols);
+  std::mt19937 rng(seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    QuantizeRow(t.as<uint8_t>() + r * row_bytes, v + r * cols, type, cols, rng);
+  }
+  return t;
+}
+
+// What the kernels see: a stored tensor decoded to f32.
+inline std::vector<float> Decoded(ConstTensor t) {
+  std::vector<float> out(t.numel());
+  const int64_t row_bytes = *BytesFor(t.type, t.cols());
+  for (int64_t r = 0; r < t.rows(); ++r) {
+    DequantizeRow(out.data() + r * t.cols(), static_cast<const uint8_t*>(t.data) + r * row_bytes,
+                  t.type, t.cols());
+  }
+  return out;
 }
 
 }  // namespace tessera::kernels::testing

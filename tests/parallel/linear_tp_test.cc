@@ -2,6 +2,8 @@
 // in-process ranks, each holding only its own weight shard, equals one plain MatMul pair.
 #include <gtest/gtest.h>
 
+#include "tests/kernels/kernel_test_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -23,37 +25,12 @@ using kernels::OwnedTensor;
 using kernels::Tensor;
 
 std::vector<float> Random(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1, 1);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-// llama.cpp's reference Q8_0: per 32 values, d = max|x| / 127 (stored f16), q = round(x / d).
-void QuantizeQ8_0(uint8_t* out, const float* x, int64_t n) {
-  for (int64_t b = 0; b < n / 32; ++b, x += 32, out += 34) {
-    float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
-    const float d = amax / 127, id = d ? 1 / d : 0;
-    const uint16_t h = kernels::FloatToHalf(d);
-    std::memcpy(out, &h, 2);
-    for (int i = 0; i < 32; ++i) out[2 + i] = static_cast<uint8_t>(std::lround(x[i] * id));
-  }
+  return kernels::testing::RandomFloats(n, seed);
 }
 
 // `v` [rows, cols] stored as `type` (F32 or Q8_0).
 OwnedTensor Make(DType type, int64_t rows, int64_t cols, const std::vector<float>& v) {
-  OwnedTensor t(type, {rows, cols});
-  const int64_t row_bytes = *kernels::BytesFor(type, cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    if (type == DType::kF32) {
-      std::memcpy(t.as<uint8_t>() + r * row_bytes, v.data() + r * cols, cols * 4);
-    } else {
-      QuantizeQ8_0(t.as<uint8_t>() + r * row_bytes, v.data() + r * cols, cols);
-    }
-  }
-  return t;
+  return kernels::testing::Stored(type, {rows, cols}, v.data());
 }
 
 // Rows [r0, r1) and columns [c0, c1) of a stored [rows, cols] matrix, copied byte for byte

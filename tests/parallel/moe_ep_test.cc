@@ -4,6 +4,8 @@
 // everything to one rank, a dead rank, and Create's refusals.
 #include <gtest/gtest.h>
 
+#include "tests/kernels/kernel_test_util.h"
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -31,40 +33,13 @@ using kernels::Tensor;
 constexpr int64_t kE = 8, kH = 64, kF = 32, kFs = 32;
 
 std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-// llama.cpp's reference Q8_0: per 32 values, d = max|x| / 127 (stored f16), q = round(x / d).
-void QuantizeQ8_0(uint8_t* out, const float* x, int64_t n) {
-  for (int64_t b = 0; b < n / 32; ++b, x += 32, out += 34) {
-    float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
-    const float d = amax / 127, id = d ? 1 / d : 0;
-    const uint16_t h = kernels::FloatToHalf(d);
-    std::memcpy(out, &h, 2);
-    for (int i = 0; i < 32; ++i) out[2 + i] = static_cast<uint8_t>(std::lround(x[i] * id));
-  }
+  return kernels::testing::RandomFloats(n, seed, -scale, scale);
 }
 
 // `n` values of `v` from `first` (row-major, `dims`) stored as `type` (F32 or Q8_0).
 OwnedTensor Make(DType type, const std::vector<int64_t>& dims, const std::vector<float>& v,
                  int64_t first = 0) {
-  OwnedTensor t(type, dims);
-  const int64_t cols = dims.back(), rows = t.cview().rows();
-  const int64_t row_bytes = *kernels::BytesFor(type, cols);
-  const float* src = v.data() + first;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (type == DType::kF32) {
-      std::memcpy(t.as<uint8_t>() + r * row_bytes, src + r * cols, cols * 4);
-    } else {
-      QuantizeQ8_0(t.as<uint8_t>() + r * row_bytes, src + r * cols, cols);
-    }
-  }
-  return t;
+  return kernels::testing::Stored(type, dims, v.data() + first);
 }
 
 // One MoE block as plain floats; Weights() cuts any rank's share of it.

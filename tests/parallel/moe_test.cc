@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/kernels/kernel_test_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -28,51 +30,16 @@ using kernels::RoutingParams;
 using kernels::Tensor;
 
 std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-// llama.cpp's reference Q8_0: per 32 values, d = max|x| / 127 (stored f16), q = round(x / d).
-void QuantizeQ8_0(uint8_t* out, const float* x, int64_t n) {
-  for (int64_t b = 0; b < n / 32; ++b, x += 32, out += 34) {
-    float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
-    const float d = amax / 127, id = d ? 1 / d : 0;
-    const uint16_t h = kernels::FloatToHalf(d);
-    std::memcpy(out, &h, 2);
-    for (int i = 0; i < 32; ++i) out[2 + i] = static_cast<uint8_t>(std::lround(x[i] * id));
-  }
+  return kernels::testing::RandomFloats(n, seed, -scale, scale);
 }
 
 // `v` (row-major, `dims`) stored as `type` (F32 or Q8_0).
 OwnedTensor Make(DType type, const std::vector<int64_t>& dims, const std::vector<float>& v) {
-  OwnedTensor t(type, dims);
-  const int64_t cols = dims.back(), rows = t.cview().rows();
-  const int64_t row_bytes = *kernels::BytesFor(type, cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    if (type == DType::kF32) {
-      std::memcpy(t.as<uint8_t>() + r * row_bytes, v.data() + r * cols, cols * 4);
-    } else {
-      QuantizeQ8_0(t.as<uint8_t>() + r * row_bytes, v.data() + r * cols, cols);
-    }
-  }
-  return t;
+  return kernels::testing::Stored(type, dims, v.data());
 }
 
 // What the kernels see: the stored tensor decoded to f32.
-std::vector<float> Decode(const OwnedTensor& t) {
-  const ConstTensor v = t.cview();
-  std::vector<float> out(v.numel());
-  const int64_t row_bytes = *kernels::BytesFor(v.type, v.cols());
-  for (int64_t r = 0; r < v.rows(); ++r) {
-    kernels::DequantizeRow(out.data() + r * v.cols(),
-                           static_cast<const uint8_t*>(v.data) + r * row_bytes, v.type, v.cols());
-  }
-  return out;
-}
+std::vector<float> Decode(const OwnedTensor& t) { return kernels::testing::Decoded(t.cview()); }
 
 // y[H] = down(silu(gate(x)) * up(x)) for one token, plain loops in double.
 // gate/up: [F, H] at g/u; down: [H, F] at d.
