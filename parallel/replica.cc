@@ -1,5 +1,7 @@
 #include "parallel/replica.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -66,7 +68,7 @@ std::string Replica::Describe() const {
                         absl::StrJoin(topology_.Group(k, rank_), ","), ")");
   };
   return absl::StrCat("rank ", rank_, "/", world(), ": ", group(GroupKind::kTp), ", ",
-                      group(GroupKind::kEp));
+                      group(GroupKind::kEp), ", pid ", ::getpid());
 }
 
 }  // namespace tessera::parallel

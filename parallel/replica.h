@@ -32,7 +32,7 @@ class Replica {
   Communicator* tp() const { return tp_.get(); }
   Communicator* ep() const { return ep_.get(); }
   Communicator* world_comm() const { return world_.get(); }
-  // "rank 1/4: tp 1/2 (ranks 0-1), ep 0/2 (ranks 1,3)" for start lines.
+  // "rank 1/4: tp 1/2 (ranks 0,1), ep 0/2 (ranks 1,3), pid 4242" for start lines.
   std::string Describe() const;
 
  private:

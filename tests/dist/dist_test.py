@@ -103,6 +103,44 @@ class Layouts(unittest.TestCase):
         self.assertIn("valid tp for this model: 1, 3\n", p.stderr.decode())
 
 
+class DeadPeer(unittest.TestCase):
+    def test_killed_rank_is_an_error_not_a_hang(self):
+        """SIGKILL one rank mid-generation: rank 0 reports the dead peer within the timeout.
+
+        --enable-recovery keeps mpirun from tearing the survivors down first, so what is
+        tested is Tessera's own bounded wait, not mpirun's cleanup."""
+        import signal
+        import time
+        cmd = [MPIEXEC, *MPI_FLAGS, "--enable-recovery", "-np", "3", TESSERA, "generate", "-m",
+               "smollm2-135m-instruct", "-p", "Once upon a time", "-n", "2000", "--tp", "3",
+               "--timeout", "3", "--temperature", "0.8"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        pids, lines = {}, []
+        deadline = time.monotonic() + 60
+        while len(pids) < 3 and time.monotonic() < deadline:
+            line = p.stderr.readline().decode()
+            lines.append(line)
+            m = re.match(r"rank (\d+)/3: .*, pid (\d+);", line)
+            if m:
+                pids[int(m.group(1))] = int(m.group(2))
+        self.assertEqual(len(pids), 3, "".join(lines))
+        time.sleep(1.0)  # let decoding start
+        os.kill(pids[2], signal.SIGKILL)
+        killed = time.monotonic()
+        try:
+            _, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            self.fail("the replica hung after a rank was killed")
+        elapsed = time.monotonic() - killed
+        err = "".join(lines) + err.decode()
+        # Both survivors report it (under --enable-recovery mpirun's own exit code does not
+        # carry theirs, so the messages are what is checked).
+        self.assertEqual(len(re.findall(r"tessera generate: all-reduce .* did not complete "
+                                        r"within 3s: a peer is dead or stuck", err)), 2, err)
+        self.assertLess(elapsed, 3 + 15, "bounded: the timeout plus process teardown")
+
+
 if __name__ == "__main__":
     TESSERA, MPIEXEC = sys.argv.pop(1), sys.argv.pop(1)
     unittest.main(verbosity=2)
