@@ -94,6 +94,20 @@ class Layouts(unittest.TestCase):
                 self.check(os.path.join(DATA, "golden", arch, f), [], max_share=share,
                            layouts=layouts)
 
+    def test_stats_count_every_rank_exactly(self):
+        """--stats --json gathers every rank's counters; the all-reduce bytes are exactly the
+        embedding's and each layer's two row-parallel outputs, [T, H] f32, per forward."""
+        got, _, _ = generate(os.path.join(DATA, "golden", "llama"), 2, "--stats")
+        with open(os.path.join(DATA, "golden", "llama", "config.json")) as f:
+            config = json.load(f)
+        hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+        tokens = len(got["prompt_ids"]) + len(got["ids"]) - 1  # the last token is not fed back
+        self.assertEqual(len(got["stats"]), 2)
+        for rank in got["stats"]:
+            self.assertEqual(rank["all-reduce"]["bytes"], (1 + 2 * layers) * tokens * hidden * 4)
+            self.assertEqual(rank["all-reduce"]["calls"], (1 + 2 * layers) * len(got["ids"]))
+            self.assertEqual(rank["broadcast"]["calls"], len(got["ids"]))  # the leader's tokens
+
     def test_invalid_layout_is_refused_with_valid_values(self):
         p = subprocess.run([MPIEXEC, *MPI_FLAGS, "-np", "2", TESSERA, "generate", "-m",
                             "smollm2-135m-instruct", "-p", "Hi", "--tp", "2"],

@@ -34,7 +34,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
     {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
     {"--ep", "", true, "expert-parallel ranks (under mpirun; default 1)"},
-    {"--stats", "", false, "print each rank's collective calls and bytes (and add them to --json)"},
+    {"--stats", "", false, "print each rank's collective calls and bytes (--json: every rank's)"},
     {"--timeout", "", true, "seconds a collective may wait for a peer (default 30)"},
     {"--help", "-h", false, "show this help"},
 };
@@ -66,6 +66,30 @@ parallel::ModelShape ShapeOf(const ModelConfig& c) {
 }
 
 // {"all_reduce": {"calls": n, "bytes": b}, ...} for the kinds this rank used.
+// Every rank's counters at every rank (the leader reports them): calls and bytes per kind as
+// int64, gathered over the world as raw bytes (the f32 view only sizes the transfer).
+absl::StatusOr<std::vector<parallel::CollectiveStats>> GatherStats(
+    parallel::Communicator* world, const parallel::CollectiveStats& mine) {
+  constexpr int kN = parallel::kNumCollectiveKinds;
+  std::vector<int64_t> in(2 * kN), out(2 * kN * world->size());
+  for (int k = 0; k < kN; ++k) in[2 * k] = mine.by_kind[k].calls, in[2 * k + 1] = mine.by_kind[k].bytes;
+  static_assert(sizeof(int64_t) == 2 * sizeof(float));
+  if (absl::Status s = world->AllGather(
+          kernels::Tensor(out.data(), kernels::DType::kF32, {4 * kN * world->size()}),
+          kernels::ConstTensor(in.data(), kernels::DType::kF32, {4 * kN}));
+      !s.ok()) {
+    return s;
+  }
+  std::vector<parallel::CollectiveStats> all(world->size());
+  for (int r = 0; r < world->size(); ++r) {
+    for (int k = 0; k < kN; ++k) {
+      all[r].by_kind[k].calls = out[2 * kN * r + 2 * k];
+      all[r].by_kind[k].bytes = out[2 * kN * r + 2 * k + 1];
+    }
+  }
+  return all;
+}
+
 json StatsJson(const parallel::CollectiveStats& stats) {
   json j = json::object();
   for (int k = 0; k < parallel::kNumCollectiveKinds; ++k) {
@@ -169,6 +193,13 @@ int GenerateMain(int argc, char** argv) {
     }
     stats.seconds += e.seconds;
   }
+  // Gathered before the leader returns: every rank takes part.
+  std::vector<parallel::CollectiveStats> all_stats;
+  if (args->Has("--stats")) {
+    auto gathered = GatherStats((*replica)->world_comm(), stats);
+    if (!gathered.ok()) return Fail("generate", gathered.status());
+    all_stats = std::move(*gathered);
+  }
   auto print_stats = [&] {
     if (!args->Has("--stats")) return;
     std::fprintf(stderr, "rank %d collectives: %s\n", (*replica)->rank(),
@@ -194,7 +225,11 @@ int GenerateMain(int argc, char** argv) {
               {"finish_reason", result->finish_reason}};
     // MoE models: routed (token, choice) pairs per expert, per layer (prompt and decode).
     if (const auto load = (*model)->ExpertLoad(); !load.empty()) j["expert_load"] = load;
-    if (args->Has("--stats")) j["stats"] = StatsJson(stats);
+    if (args->Has("--stats")) {  // one entry per rank
+      json per_rank = json::array();
+      for (const parallel::CollectiveStats& r : all_stats) per_rank.push_back(StatsJson(r));
+      j["stats"] = per_rank;
+    }
     std::printf("%s\n", DumpJson(j).c_str());
   } else {
     std::printf("%s\n", stream.Flush().c_str());
