@@ -5,9 +5,12 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 
 namespace tessera::cli {
 
@@ -26,6 +29,21 @@ class Args {
 
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
   std::optional<std::string> Get(const std::string& name) const;
+  // Parses flag `name` into *out if it was given (floats for float, integers otherwise);
+  // leaves *out alone if absent, InvalidArgument if it is not a number.
+  template <typename T>
+  absl::Status GetNumber(const std::string& name, T* out) const {
+    const std::optional<std::string> v = Get(name);
+    if (!v) return absl::OkStatus();
+    bool ok;
+    if constexpr (std::is_floating_point_v<T>) {
+      ok = absl::SimpleAtof(*v, out);
+    } else {
+      ok = absl::SimpleAtoi(*v, out);
+    }
+    if (ok) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(name, ": '", *v, "' is not a number"));
+  }
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:

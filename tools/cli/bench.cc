@@ -79,10 +79,9 @@ int BenchMain(int argc, char** argv) {
   int n_prompt = 512, n_gen = 128, reps = 5;
   std::vector<int> threads = {1, 2};
   auto number = [&](const char* flag, int* out) -> absl::Status {
-    if (auto v = args->Get(flag); v && (!absl::SimpleAtoi(*v, out) || *out < 1)) {
-      return absl::InvalidArgumentError(absl::StrCat(flag, ": '", *v, "' is not a positive integer"));
-    }
-    return absl::OkStatus();
+    if (absl::Status s = args->GetNumber(flag, out); !s.ok() || *out >= 1) return s;
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", *args->Get(flag),
+                                                   "' is not a positive integer"));
   };
   for (absl::Status s : {number("--n-prompt", &n_prompt), number("--n-gen", &n_gen),
                          number("--repetitions", &reps)}) {
@@ -105,14 +104,8 @@ int BenchMain(int argc, char** argv) {
   if ((*source)->config() == nullptr) {
     return Fail("bench", absl::InvalidArgumentError("the model holds no weights"));
   }
-  const ModelConfig& cfg = *(*source)->config();
-  auto replica = parallel::Replica::Join(
-      &argc, &argv, tp, 1,
-      parallel::ModelShape{.n_heads = cfg.n_heads, .n_kv_heads = cfg.n_kv_heads,
-                           .head_dim = cfg.head_dim, .ffn = cfg.n_experts > 0 ? 0 : cfg.ffn,
-                           .n_experts = cfg.n_experts, .moe_ffn = cfg.expert_ffn,
-                           .vocab = cfg.vocab},
-      absl::Seconds(60));
+  auto replica = parallel::Replica::Join(&argc, &argv, tp, 1, ShapeOf(*(*source)->config()),
+                                         absl::Seconds(60));
   if (!replica.ok()) return Fail("bench", replica.status());
   parallel::Communicator* comm = (*replica)->tp();
   auto model = Transformer::Load(**source, comm, LoadOptions{.exact = args->Has("--exact")});

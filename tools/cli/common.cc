@@ -68,6 +68,16 @@ absl::StatusOr<std::vector<int32_t>> EncodeChat(const tokenizer::Tokenizer& tok,
   return tok.Encode(text, opts);
 }
 
+parallel::ModelShape ShapeOf(const ModelConfig& c) {
+  return parallel::ModelShape{.n_heads = c.n_heads,
+                              .n_kv_heads = c.n_kv_heads,
+                              .head_dim = c.head_dim,
+                              .ffn = c.n_experts > 0 ? 0 : c.ffn,
+                              .n_experts = c.n_experts,
+                              .moe_ffn = c.expert_ffn,
+                              .vocab = c.vocab};
+}
+
 int Fail(const char* cmd, const absl::Status& status) {
   std::fprintf(stderr, "tessera %s: %s\n", cmd, std::string(status.message()).c_str());
   return 1;

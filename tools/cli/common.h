@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "parallel/topology.h"
 #include "runtime/model/model_source.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -23,6 +24,9 @@ nlohmann::json TokenizerSummary(const tokenizer::Tokenizer& tok);
 // encoded: the template's markers as special tokens, BOS where the template writes it.
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const tokenizer::Tokenizer& tok,
                                                 const std::string& user_message);
+
+// The layout-relevant shape of a model, as parallel::Topology checks it.
+parallel::ModelShape ShapeOf(const ModelConfig& config);
 
 // Prints "tessera CMD: message" to stderr and returns exit code 1.
 int Fail(const char* cmd, const absl::Status& status);

@@ -39,33 +39,6 @@ const std::vector<FlagSpec> kFlags = {
     {"--help", "-h", false, "show this help"},
 };
 
-template <typename T>
-absl::Status ParseFlag(const Args& args, const std::string& name, T* out) {
-  const std::optional<std::string> v = args.Get(name);
-  if (!v) return absl::OkStatus();
-  bool ok;
-  if constexpr (std::is_same_v<T, float>) {
-    ok = absl::SimpleAtof(*v, out);
-  } else if constexpr (std::is_same_v<T, uint64_t>) {
-    ok = absl::SimpleAtoi(*v, out);
-  } else {
-    ok = absl::SimpleAtoi(*v, out);
-  }
-  if (!ok) return absl::InvalidArgumentError(absl::StrCat(name, ": '", *v, "' is not a number"));
-  return absl::OkStatus();
-}
-
-parallel::ModelShape ShapeOf(const ModelConfig& c) {
-  return parallel::ModelShape{.n_heads = c.n_heads,
-                              .n_kv_heads = c.n_kv_heads,
-                              .head_dim = c.head_dim,
-                              .ffn = c.n_experts > 0 ? 0 : c.ffn,
-                              .n_experts = c.n_experts,
-                              .moe_ffn = c.expert_ffn,
-                              .vocab = c.vocab};
-}
-
-// {"all_reduce": {"calls": n, "bytes": b}, ...} for the kinds this rank used.
 // Every rank's counters at every rank (the leader reports them): calls and bytes per kind as
 // int64, gathered over the world as raw bytes (the f32 view only sizes the transfer).
 absl::StatusOr<std::vector<parallel::CollectiveStats>> GatherStats(
@@ -90,6 +63,7 @@ absl::StatusOr<std::vector<parallel::CollectiveStats>> GatherStats(
   return all;
 }
 
+// {"all-reduce": {"calls": n, "bytes": b}, ...} for the kinds this rank used.
 json StatsJson(const parallel::CollectiveStats& stats) {
   json j = json::object();
   for (int k = 0; k < parallel::kNumCollectiveKinds; ++k) {
@@ -114,20 +88,20 @@ int GenerateMain(int argc, char** argv) {
   }
   GenerateOptions opts;
   SamplingParams& sp = opts.sampling;
-  for (absl::Status s : {ParseFlag(*args, "--n-predict", &sp.max_new_tokens),
-                         ParseFlag(*args, "--temperature", &sp.temperature),
-                         ParseFlag(*args, "--top-k", &sp.top_k),
-                         ParseFlag(*args, "--top-p", &sp.top_p),
-                         ParseFlag(*args, "--min-p", &sp.min_p),
-                         ParseFlag(*args, "--repetition-penalty", &sp.repetition_penalty),
-                         ParseFlag(*args, "--seed", &sp.seed)}) {
+  for (absl::Status s : {args->GetNumber("--n-predict", &sp.max_new_tokens),
+                         args->GetNumber("--temperature", &sp.temperature),
+                         args->GetNumber("--top-k", &sp.top_k),
+                         args->GetNumber("--top-p", &sp.top_p),
+                         args->GetNumber("--min-p", &sp.min_p),
+                         args->GetNumber("--repetition-penalty", &sp.repetition_penalty),
+                         args->GetNumber("--seed", &sp.seed)}) {
     if (!s.ok()) return Fail("generate", s);
   }
   if (absl::Status s = Validate(sp); !s.ok()) return Fail("generate", s);
 
   int tp = 1, ep = 1, timeout_s = 30;
-  for (absl::Status s : {ParseFlag(*args, "--tp", &tp), ParseFlag(*args, "--ep", &ep),
-                         ParseFlag(*args, "--timeout", &timeout_s)}) {
+  for (absl::Status s : {args->GetNumber("--tp", &tp), args->GetNumber("--ep", &ep),
+                         args->GetNumber("--timeout", &timeout_s)}) {
     if (!s.ok()) return Fail("generate", s);
   }
   auto source = ModelSource::Open(*args->Get("--model"));
