@@ -26,9 +26,7 @@ model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [[ ! -x "$llama_bench" ]]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  pip=$(command -v pip3 || command -v pip) || die "pip is not installed"
-  "$pip" download --quiet --no-deps --no-binary :all: --disable-pip-version-check \
-    -d "$tmp" "llama-cpp-python==$version" || die "pip download llama-cpp-python failed"
+  pip_fetch_sdist "$tmp" "llama-cpp-python==$version"
   verify_sha256 "$tmp/llama_cpp_python-$version.tar.gz" "$sdist_sha"
   mkdir -p "$llama_dir"
   tar -xzf "$tmp/llama_cpp_python-$version.tar.gz" -C "$llama_dir" --strip-components=2 \
@@ -43,9 +41,9 @@ dense_model="$TESSERA_CACHE/bench/dense-16h-q8_0.gguf"
 for kind in moe dense; do
   path=$moe_model; [[ $kind == dense ]] && path=$dense_model
   if [[ ! -f "$path" ]]; then
-    python3 -c "import gguf, numpy" 2>/dev/null || pip3 install --quiet gguf numpy
+    venv_install requirements/bench.txt
     mkdir -p "$(dirname "$path")"
-    python3 bench/make_bench_model.py "$kind" "$path"
+    "$TESSERA_PYTHON" bench/make_bench_model.py "$kind" "$path"
   fi
 done
 
@@ -68,7 +66,7 @@ for spec in "smollm2 $model 1" "smollm2 $model 3" "dense $dense_model 1" "dense 
     -r "$reps" --tp "$tp" --json 2>/dev/null > "$out/tp-$name-$tp.json"
 done
 
-python3 - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" "$out" > bench/RESULTS.md <<'PY'
+"$TESSERA_PYTHON" - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" "$out" > bench/RESULTS.md <<'PY'
 import datetime, json, platform, subprocess, sys
 TP_NOTES = """
 On two cores, tp = 2 (one thread per rank) beats tp = 1 (one thread) for prefill, where each

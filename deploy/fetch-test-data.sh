@@ -15,11 +15,8 @@ if [[ -f "$stamp" ]]; then echo "$dest (cached)"; exit 0; fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pip=$(command -v pip3 || command -v pip) || die "pip is not installed (run deploy/setup.sh)"
-# --no-binary: the vectors ship only in the source archive. pip prepares its metadata,
-# which takes a minute.
-"$pip" download --quiet --no-deps --no-binary :all: --disable-pip-version-check \
-  -d "$tmp" "llama-cpp-python==$version" || die "pip download llama-cpp-python failed"
+# The vectors ship only in the source archive.
+pip_fetch_sdist "$tmp" "llama-cpp-python==$version"
 sdist="$tmp/llama_cpp_python-$version.tar.gz"
 [[ -f "$sdist" ]] || die "llama-cpp-python sdist not served"
 verify_sha256 "$sdist" "$sdist_sha"

@@ -13,17 +13,59 @@ verify_sha256() {
   fi
 }
 
+# The project's Python environment, made by deploy/setup.sh; every script uses it.
+TESSERA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TESSERA_VENV=${TESSERA_VENV:-$TESSERA_ROOT/.venv}
+TESSERA_PYTHON=$TESSERA_VENV/bin/python3
+
+# need_venv: fails unless deploy/setup.sh has made the environment.
+need_venv() {
+  [[ -x "$TESSERA_PYTHON" ]] || die "$TESSERA_VENV is missing: run deploy/setup.sh"
+}
+
+# venv_install REQUIREMENTS [PIP_ARGS...]: creates .venv from the python3 on PATH when it
+# is missing, then installs REQUIREMENTS into it unless the same file (by sha256) was
+# installed before.
+venv_install() {
+  local req=$1 stamp sum
+  shift
+  if [[ ! -x "$TESSERA_PYTHON" ]]; then
+    echo "setup: creating $TESSERA_VENV with $(command -v python3) ($(python3 --version 2>&1))" >&2
+    python3 -m venv "$TESSERA_VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  fi
+  sum=$(sha256sum "$req" | cut -d' ' -f1)
+  stamp="$TESSERA_VENV/.installed-$(basename "$req" .txt)"
+  if [[ -f "$stamp" && $(cat "$stamp") == "$sum" ]]; then
+    echo "setup: $req already installed in .venv" >&2
+    return
+  fi
+  echo "setup: installing $req into .venv" >&2
+  "$TESSERA_PYTHON" -m pip install --quiet --disable-pip-version-check "$@" -r "$req" ||
+    die "pip install -r $req failed"
+  echo "$sum" > "$stamp"
+}
+
 # pip_fetch DEST SPEC: downloads one package without dependencies (wheel or sdist).
 pip_fetch() {
-  local dest=$1 spec=$2 pip
-  pip=$(command -v pip3 || command -v pip) || die "pip is not installed (run deploy/setup.sh)"
-  "$pip" download --quiet --no-deps --disable-pip-version-check -d "$dest" "$spec" ||
+  local dest=$1 spec=$2
+  need_venv
+  "$TESSERA_PYTHON" -m pip download --quiet --no-deps --disable-pip-version-check -d "$dest" "$spec" ||
     die "pip download $spec failed"
+}
+
+# pip_fetch_sdist DEST SPEC: downloads one package's source archive, without dependencies.
+# pip prepares its metadata, which can take a minute.
+pip_fetch_sdist() {
+  local dest=$1 spec=$2
+  need_venv
+  "$TESSERA_PYTHON" -m pip download --quiet --no-deps --no-binary :all: \
+    --disable-pip-version-check -d "$dest" "$spec" || die "pip download $spec failed"
 }
 
 # unzip_member ARCHIVE MEMBER DEST: extracts one member of a zip (wheel) to DEST.
 unzip_member() {
-  python3 - "$1" "$2" "$3" <<'PY' || die "cannot extract $2 from $1"
+  need_venv
+  "$TESSERA_PYTHON" - "$1" "$2" "$3" <<'PY' || die "cannot extract $2 from $1"
 import shutil, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
     shutil.copyfileobj(src, dst, 1 << 20)

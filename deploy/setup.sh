@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
-# Installs everything Tessera needs to build and test on a fresh Debian 12 machine.
-# Idempotent: packages already present are not reinstalled, and apt's index is refreshed
-# only when something is missing. Fails loudly on any error. Run as root (or with sudo).
+# Installs everything Tessera needs to build and test on a fresh Debian 12 machine:
+# Debian packages, then the project's Python environment .venv (from the python3 on PATH,
+# with requirements/test.txt installed by hash). Every script and test uses .venv's
+# python3; nothing relies on packages installed by hand.
+#   deploy/setup.sh              packages + .venv with requirements/test.txt
+#   deploy/setup.sh --fixtures   also requirements/fixtures.txt (torch, transformers, ...)
+# Idempotent: packages already present are not reinstalled, apt's index is refreshed only
+# when something is missing, and .venv is reinstalled only when a requirements file
+# changed. Fails loudly on any error. Run as root (or with sudo).
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source deploy/lib.sh
+
+fixtures=0
+for arg in "$@"; do
+  case $arg in
+    --fixtures) fixtures=1 ;;
+    *) die "setup: unknown argument '$arg' (known: --fixtures)" ;;
+  esac
+done
 
 PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git python3 python3-pip unzip
+  build-essential cmake ninja-build ccache pkg-config git python3 python3-pip python3-venv unzip
+  clang libclang-rt-14-dev                     # libFuzzer + sanitizers (tests/fuzz)
   libopenmpi-dev openmpi-bin                   # MPI: CPU collectives, mpirun
   libgrpc++-dev protobuf-compiler-grpc         # gRPC (coordinator and replicas)
   libprotobuf-dev protobuf-compiler            # Protobuf
@@ -36,5 +53,7 @@ fi
 
 command -v cmake >/dev/null || { echo "setup: cmake missing after install" >&2; exit 1; }
 command -v mpirun >/dev/null || { echo "setup: mpirun missing after install" >&2; exit 1; }
-command -v pip3 >/dev/null || command -v pip >/dev/null ||
-  { echo "setup: pip missing after install" >&2; exit 1; }
+
+venv_install requirements/test.txt --require-hashes
+if ((fixtures)); then venv_install requirements/fixtures.txt; fi
+"$TESSERA_PYTHON" -c "import numpy" || die "setup: numpy missing from .venv after install"
