@@ -58,32 +58,74 @@ std::string DefaultSystemMessage(const Tokenizer& tok) {
   return "";
 }
 
-std::string ApplyChatTemplate(ChatFormat format, std::span<const ChatMessage> messages,
-                              bool add_generation_prompt, absl::string_view default_system) {
-  std::string out;
+RenderedChat RenderChat(ChatFormat format, std::span<const ChatMessage> messages,
+                        bool add_generation_prompt, absl::string_view default_system) {
+  RenderedChat r;
+  // The template's own text: the only place special tokens may be recognised.
+  auto marker = [&r](absl::string_view text) {
+    r.template_ranges.emplace_back(r.text.size(), r.text.size() + text.size());
+    absl::StrAppend(&r.text, text);
+  };
+  // Roles and contents come from the caller and are never read as special tokens.
+  auto content = [&r](absl::string_view text) { absl::StrAppend(&r.text, text); };
   switch (format) {
     case ChatFormat::kChatML:
       if (!default_system.empty() && !messages.empty() && messages[0].role != "system") {
-        out += "<|im_start|>system\n";
-        absl::StrAppend(&out, default_system);
-        out += "<|im_end|>\n";
+        marker("<|im_start|>");
+        content("system\n");
+        content(default_system);
+        marker("<|im_end|>");
+        content("\n");
       }
       for (const ChatMessage& m : messages) {
-        out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+        marker("<|im_start|>");
+        content(m.role);
+        content("\n");
+        content(m.content);
+        marker("<|im_end|>");
+        content("\n");
       }
-      if (add_generation_prompt) out += "<|im_start|>assistant\n";
+      if (add_generation_prompt) {
+        marker("<|im_start|>");
+        content("assistant\n");
+      }
       break;
     case ChatFormat::kLlama3:
-      if (!messages.empty()) out += "<|begin_of_text|>";
+      if (!messages.empty()) marker("<|begin_of_text|>");
       for (const ChatMessage& m : messages) {
-        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
-        absl::StrAppend(&out, Trim(m.content));
-        out += "<|eot_id|>";
+        marker("<|start_header_id|>");
+        content(m.role);
+        marker("<|end_header_id|>");
+        content("\n\n");
+        content(Trim(m.content));
+        marker("<|eot_id|>");
       }
-      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      if (add_generation_prompt) {
+        marker("<|start_header_id|>");
+        content("assistant");
+        marker("<|end_header_id|>");
+        content("\n\n");
+      }
       break;
   }
-  return out;
+  return r;
+}
+
+std::string ApplyChatTemplate(ChatFormat format, std::span<const ChatMessage> messages,
+                              bool add_generation_prompt, absl::string_view default_system) {
+  return RenderChat(format, messages, add_generation_prompt, default_system).text;
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tok, ChatFormat format,
+                                                std::span<const ChatMessage> messages,
+                                                const ChatEncodeOptions& opts) {
+  const RenderedChat chat =
+      RenderChat(format, messages, opts.add_generation_prompt, opts.default_system);
+  EncodeOptions enc;
+  enc.add_special = false;  // the template writes BOS itself where the model wants one
+  enc.parse_special = true;
+  if (!opts.parse_special_in_content) enc.special_ranges = chat.template_ranges;
+  return tok.Encode(chat.text, enc);
 }
 
 }  // namespace tessera::tokenizer

@@ -17,10 +17,13 @@ struct Span {
 };
 
 // The match / gap spans that cover `text`, with Split's `invert` applied.
-std::vector<Span> MatchSpans(const Regex& re, absl::string_view text, bool invert) {
+absl::StatusOr<std::vector<Span>> MatchSpans(const Regex& re, absl::string_view text,
+                                             bool invert) {
+  absl::StatusOr<std::vector<std::pair<size_t, size_t>>> matches = re.FindAll(text);
+  if (!matches.ok()) return matches.status();
   std::vector<Span> spans;
   size_t pos = 0;
-  for (const auto& [b, e] : re.FindAll(text)) {
+  for (const auto& [b, e] : *matches) {
     if (b > pos) spans.push_back({pos, b, invert});
     spans.push_back({b, e, !invert});
     pos = e;
@@ -78,16 +81,18 @@ std::vector<std::pair<size_t, size_t>> ApplyBehavior(const std::vector<Span>& sp
   return out;
 }
 
-void SplitPieces(const PreTokenizerStep& step, std::vector<Piece>& pieces) {
+absl::Status SplitPieces(const PreTokenizerStep& step, std::vector<Piece>& pieces) {
   std::vector<Piece> out;
   out.reserve(pieces.size());
   for (Piece& p : pieces) {
-    const std::vector<Span> spans = MatchSpans(*step.regex, p.text, step.invert);
-    for (const auto& [b, e] : ApplyBehavior(spans, step.behavior)) {
+    absl::StatusOr<std::vector<Span>> spans = MatchSpans(*step.regex, p.text, step.invert);
+    if (!spans.ok()) return spans.status();
+    for (const auto& [b, e] : ApplyBehavior(*spans, step.behavior)) {
       if (e > b) out.push_back({p.text.substr(b, e - b), p.at_text_start && b == 0});
     }
   }
   pieces = std::move(out);
+  return absl::OkStatus();
 }
 
 void Metaspace(const PreTokenizerStep& step, std::vector<Piece>& pieces) {
@@ -159,12 +164,12 @@ absl::StatusOr<std::string> ApplyNormalizers(const std::vector<NormalizerStep>& 
   return text;
 }
 
-std::vector<Piece> ApplyPreTokenizers(const std::vector<PreTokenizerStep>& steps,
-                                      std::vector<Piece> pieces) {
+absl::StatusOr<std::vector<Piece>> ApplyPreTokenizers(const std::vector<PreTokenizerStep>& steps,
+                                                      std::vector<Piece> pieces) {
   for (const PreTokenizerStep& step : steps) {
     switch (step.type) {
       case PreTokenizerStep::Type::kSplit:
-        SplitPieces(step, pieces);
+        if (absl::Status s = SplitPieces(step, pieces); !s.ok()) return s;
         break;
       case PreTokenizerStep::Type::kByteLevelPrefix:
         for (Piece& p : pieces) {

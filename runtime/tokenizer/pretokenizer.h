@@ -55,9 +55,10 @@ struct Piece {
   bool at_text_start = false;
 };
 
-// Runs `steps` over `pieces` (usually one piece: the normalised segment).
-std::vector<Piece> ApplyPreTokenizers(const std::vector<PreTokenizerStep>& steps,
-                                      std::vector<Piece> pieces);
+// Runs `steps` over `pieces` (usually one piece: the normalised segment). Fails only when
+// a regex hits a PCRE2 resource limit.
+absl::StatusOr<std::vector<Piece>> ApplyPreTokenizers(const std::vector<PreTokenizerStep>& steps,
+                                                      std::vector<Piece> pieces);
 
 // Builds a kSplit step for `pattern` (a regex unless `literal`).
 absl::StatusOr<PreTokenizerStep> MakeSplit(absl::string_view pattern, SplitBehavior behavior,

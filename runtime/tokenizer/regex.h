@@ -21,9 +21,14 @@
 
 namespace tessera::tokenizer {
 
+// `text` with every ASCII punctuation character backslash-escaped: a PCRE2 pattern that
+// matches exactly `text`.
+std::string EscapeLiteral(absl::string_view text);
+
 class Regex {
  public:
-  // `literal` compiles `pattern` as a plain string (HF's {"String": ...} split patterns).
+  // `literal` matches `pattern` as a plain string (HF's {"String": ...} split patterns);
+  // it is escaped into a regex, since PCRE2 refuses PCRE2_LITERAL with PCRE2_UCP.
   static absl::StatusOr<std::unique_ptr<Regex>> Compile(absl::string_view pattern,
                                                         bool literal = false);
   ~Regex();
@@ -32,7 +37,8 @@ class Regex {
 
   // Non-overlapping matches in `subject`, left to right, as [begin, end) byte offsets.
   // An empty match advances by one character, as Hugging Face's find_iter does.
-  std::vector<std::pair<size_t, size_t>> FindAll(absl::string_view subject) const;
+  // ResourceExhausted when PCRE2 hits a match/depth/heap limit: never a partial result.
+  absl::StatusOr<std::vector<std::pair<size_t, size_t>>> FindAll(absl::string_view subject) const;
 
   const std::string& pattern() const { return pattern_; }
 

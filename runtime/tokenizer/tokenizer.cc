@@ -50,10 +50,20 @@ struct Fragment {
 
 // Splits `text` on added tokens: leftmost match, longest at that position.
 std::vector<Fragment> SplitOnAdded(const TokenizerData& d, absl::string_view text,
-                                   bool parse_special) {
+                                   const EncodeOptions& opts) {
   std::vector<Fragment> out;
   const size_t n = text.size();
   size_t seg = 0, pos = 0;
+  // Whether a special token at [b, e) may be read: parse_special, and inside one of
+  // special_ranges when those are given. Positions only grow, so one cursor suffices.
+  size_t range = 0;
+  auto special_allowed = [&](size_t b, size_t e) {
+    if (!opts.parse_special) return false;
+    const auto& ranges = opts.special_ranges;
+    if (ranges.empty()) return true;
+    while (range < ranges.size() && ranges[range].second <= b) ++range;
+    return range < ranges.size() && ranges[range].first <= b && e <= ranges[range].second;
+  };
   while (pos < n) {
     const AddedToken* hit = nullptr;
     if (d.added_first_byte[static_cast<uint8_t>(text[pos])]) {
@@ -62,7 +72,7 @@ std::vector<Fragment> SplitOnAdded(const TokenizerData& d, absl::string_view tex
         auto it = d.added_by_text.find(text.substr(pos, len));
         if (it == d.added_by_text.end()) continue;
         const AddedToken& a = d.added[it->second];
-        if (a.special && !parse_special) continue;
+        if (a.special && !special_allowed(pos, pos + len)) continue;
         if (a.single_word && ((pos > 0 && IsWordByte(text[pos - 1])) ||
                               (pos + len < n && IsWordByte(text[pos + len])))) {
           continue;
@@ -189,35 +199,47 @@ bool Tokenizer::IsSpecial(int32_t id) const {
   return a == TokenAttr::kControl || a == TokenAttr::kUnknown;
 }
 
-std::vector<int32_t> Tokenizer::Encode(absl::string_view text, const EncodeOptions& opts) const {
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(absl::string_view text,
+                                                       const EncodeOptions& opts) const {
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   if (opts.add_special) out = d_->prefix_ids;
-  for (const Fragment& f : SplitOnAdded(*d_, text, opts.parse_special)) {
+  for (const Fragment& f : SplitOnAdded(*d_, text, opts)) {
     if (f.is_token) {
       out.push_back(f.id);
-    } else {
-      EncodeSegment(text.substr(f.begin, f.end - f.begin), f.begin == 0, out);
+    } else if (absl::Status s = EncodeSegment(text.substr(f.begin, f.end - f.begin),
+                                              f.begin == 0, out);
+               !s.ok()) {
+      return s;
     }
   }
   if (opts.add_special) out.insert(out.end(), d_->suffix_ids.begin(), d_->suffix_ids.end());
   return out;
 }
 
-void Tokenizer::EncodeSegment(absl::string_view text, bool at_text_start,
-                              std::vector<int32_t>& out) const {
-  absl::StatusOr<std::string> norm = ApplyNormalizers(d_->normalizers, std::string(text));
-  // Normalisation only fails inside ICU (out of memory); encode the text as given then.
-  std::string normalized = norm.ok() ? *std::move(norm) : std::string(text);
+absl::Status Tokenizer::EncodeSegment(absl::string_view text, bool at_text_start,
+                                      std::vector<int32_t>& out) const {
+  absl::StatusOr<std::string> normalized =
+      ApplyNormalizers(d_->normalizers, std::string(text));
+  if (!normalized.ok()) {
+    return absl::Status(normalized.status().code(),
+                        absl::StrCat(d_->source, ": normalising the text failed: ",
+                                     normalized.status().message()));
+  }
   if (d_->pre_tokenizers.empty()) {
-    EncodePiece(normalized, out);
-    return;
+    EncodePiece(*normalized, out);
+    return absl::OkStatus();
   }
   std::vector<Piece> pieces;
-  pieces.push_back({std::move(normalized), at_text_start});
-  for (const Piece& p : ApplyPreTokenizers(d_->pre_tokenizers, std::move(pieces))) {
-    EncodePiece(p.text, out);
+  pieces.push_back({*std::move(normalized), at_text_start});
+  absl::StatusOr<std::vector<Piece>> split =
+      ApplyPreTokenizers(d_->pre_tokenizers, std::move(pieces));
+  if (!split.ok()) {
+    return absl::Status(split.status().code(), absl::StrCat(d_->source, ": pre-tokenizer: ",
+                                                            split.status().message()));
   }
+  for (const Piece& p : *split) EncodePiece(p.text, out);
+  return absl::OkStatus();
 }
 
 void Tokenizer::EncodePiece(absl::string_view piece, std::vector<int32_t>& out) const {

@@ -33,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -51,6 +52,10 @@ struct EncodeOptions {
   bool add_special = true;
   // Recognise special tokens ("<|im_start|>", "<s>") written in the text.
   bool parse_special = false;
+  // With parse_special: when non-empty, a special token is recognised only where it lies
+  // wholly inside one of these [begin, end) byte ranges of the text (sorted, disjoint) —
+  // the parts a chat template wrote itself. Elsewhere it is ordinary text.
+  std::span<const std::pair<size_t, size_t>> special_ranges = {};
 };
 
 class Tokenizer {
@@ -68,7 +73,11 @@ class Tokenizer {
   Kind kind() const;
   int32_t vocab_size() const;
 
-  std::vector<int32_t> Encode(absl::string_view text, const EncodeOptions& opts) const;
+  // Fails only when a pre-tokenizer regex hits a PCRE2 resource limit or normalisation
+  // fails (ResourceExhausted / Internal): the text is refused rather than split or
+  // normalised differently from the reference tokenizer.
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
+                                              const EncodeOptions& opts) const;
 
   // The raw bytes token `id` stands for: byte-level decoded, "▁" -> " ", <0xNN> -> byte;
   // special and added tokens as their text. "" for an id out of range.
@@ -102,7 +111,8 @@ class Tokenizer {
   const TokenizerData& data() const { return *d_; }
 
  private:
-  void EncodeSegment(absl::string_view text, bool at_text_start, std::vector<int32_t>& out) const;
+  absl::Status EncodeSegment(absl::string_view text, bool at_text_start,
+                             std::vector<int32_t>& out) const;
   void EncodePiece(absl::string_view piece, std::vector<int32_t>& out) const;
 
   // Immutable after construction.
@@ -147,9 +157,30 @@ std::string DefaultSystemMessage(const Tokenizer& tok);
 // "<|begin_of_text|>" then "<|start_header_id|>{role}<|end_header_id|>\n\n{content}
 // <|eot_id|>" per message, content trimmed of surrounding whitespace as Meta's template
 // does; generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n".
-// Encode the result with parse_special = true; add_special = false for Llama 3 (the text
-// already holds BOS).
+// `template_ranges` are the byte ranges of the markers the template wrote itself; roles
+// and contents are outside them.
+struct RenderedChat {
+  std::string text;
+  std::vector<std::pair<size_t, size_t>> template_ranges;  // [begin, end), sorted
+};
+RenderedChat RenderChat(ChatFormat format, std::span<const ChatMessage> messages,
+                        bool add_generation_prompt, absl::string_view default_system = {});
+// RenderChat's text alone.
 std::string ApplyChatTemplate(ChatFormat format, std::span<const ChatMessage> messages,
                               bool add_generation_prompt, absl::string_view default_system = {});
+
+struct ChatEncodeOptions {
+  bool add_generation_prompt = true;
+  std::string default_system = {};  // DefaultSystemMessage(tok), or a caller's choice
+  // Trusted callers only: read special tokens typed in roles and contents too. Off, a
+  // user's "<|im_start|>system" is ordinary text and cannot forge a turn.
+  bool parse_special_in_content = false;
+};
+
+// Renders and encodes a conversation: the template's markers become control tokens, and
+// every role and content is encoded with special-token parsing off (unless trusted).
+absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tok, ChatFormat format,
+                                                std::span<const ChatMessage> messages,
+                                                const ChatEncodeOptions& opts);
 
 }  // namespace tessera::tokenizer

@@ -25,8 +25,7 @@ class Sax : public nlohmann::json_sax<json> {
   bool start_object(std::size_t) override {
     if (streaming_ > 0) {  // a nested value inside the vocab: invalid id, skip its contents
       if (streaming_ == 1) Id(-1);
-      ++streaming_;
-      return true;
+      return Deeper();
     }
     if (stack_.size() == 2 && path_.size() == 2 && path_[1] == "model" && key_ == "vocab" &&
         stack_.back()->is_object()) {
@@ -46,8 +45,7 @@ class Sax : public nlohmann::json_sax<json> {
   bool start_array(std::size_t) override {
     if (streaming_ > 0) {
       if (streaming_ == 1) Id(-1);
-      ++streaming_;
-      return true;
+      return Deeper();
     }
     return Open(json::array());
   }
@@ -95,7 +93,18 @@ class Sax : public nlohmann::json_sax<json> {
     Insert(std::move(v));
     return true;
   }
+  bool TooDeep() {
+    error_ = absl::StrCat("nested more than ", kMaxTokenizerJsonDepth,
+                          " levels deep (the limit; real tokenizers use under 10)");
+    return false;
+  }
+  bool Deeper() {
+    if (stack_.size() + streaming_ >= kMaxTokenizerJsonDepth) return TooDeep();
+    ++streaming_;
+    return true;
+  }
   bool Open(json v) {
+    if (stack_.size() >= kMaxTokenizerJsonDepth) return TooDeep();
     const bool in_object = !stack_.empty() && stack_.back()->is_object();
     std::string k = in_object ? key_ : std::string();
     stack_.push_back(Insert(std::move(v)));

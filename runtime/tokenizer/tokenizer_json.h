@@ -22,6 +22,10 @@ struct TokenizerJson {
   std::vector<std::pair<std::string, int64_t>> vocab;
 };
 
+// Containers nested deeper than this are refused: the loaders recurse once per level
+// (Sequence steps), and a hostile file must not exhaust the stack.
+inline constexpr size_t kMaxTokenizerJsonDepth = 64;
+
 // `name` is used in error messages.
 absl::StatusOr<TokenizerJson> ParseTokenizerJson(const std::string& text, const std::string& name);
 

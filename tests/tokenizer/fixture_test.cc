@@ -2,7 +2,10 @@
 // (tools/tokenizer_fixtures/make_fixtures.py): the tokenizer.json folders in
 // tests/data/tokenizers with `tokenizers`, and SmolLM2's GGUF with `transformers`.
 // Also checks that decoding each encoding gives the text back.
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -49,9 +52,9 @@ int CheckAll(const Tokenizer& tok, const Fixture& f, const std::string& name) {
   int matched = 0;
   for (size_t i = 0; i < f.texts.size() && i < f.ids.size(); ++i) {
     const std::string& t = f.texts[i];
-    const auto plain = tok.Encode(t, {.add_special = false, .parse_special = true});
-    const auto special = tok.Encode(t, {.add_special = true, .parse_special = true});
-    const auto raw = tok.Encode(t, {.add_special = false, .parse_special = false});
+    const auto plain = tok.Encode(t, {.add_special = false, .parse_special = true}).value();
+    const auto special = tok.Encode(t, {.add_special = true, .parse_special = true}).value();
+    const auto raw = tok.Encode(t, {.add_special = false, .parse_special = false}).value();
     EXPECT_EQ(plain, f.ids[i]) << name << " text " << i << " '" << t << "'\n  want "
                                << absl::StrJoin(f.ids[i], " ") << "\n  got  "
                                << absl::StrJoin(plain, " ");
@@ -74,7 +77,7 @@ void CheckRoundTrip(const Tokenizer& tok, const Fixture& f, const std::string& n
   for (const std::string& t : f.texts) {
     if (normalizes && t.find("\xCC") != std::string::npos) continue;          // combining marks
     if (normalizes && t.find("\xE2\x84\xAB") != std::string::npos) continue;  // U+212B
-    const auto ids = tok.Encode(t, {.add_special = false, .parse_special = false});
+    const auto ids = tok.Encode(t, {.add_special = false, .parse_special = false}).value();
     EXPECT_EQ(tok.Decode(ids, /*skip_special=*/false), t) << name << " round trip";
   }
 }
@@ -96,6 +99,31 @@ INSTANTIATE_TEST_SUITE_P(Folders, HfFolderTest, ::testing::Values("llama3", "qwe
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            return std::string(info.param);
                          });
+
+// Split with literal {"String": ...} patterns (regex metacharacters among them) over Llama
+// 3's vocabulary, against the tokenizers library on the same tokenizer.json.
+TEST(LiteralSplitTest, MatchesTokenizersLibrary) {
+  const std::string src = testing::TestDataDir() + "/tokenizers/llama3";
+  absl::StatusOr<std::string> spec_text = ReadFileToString(src + "/tokenizer.json");
+  ASSERT_TRUE(spec_text.ok()) << spec_text.status();
+  absl::StatusOr<std::string> fixture_text =
+      ReadFileToString(testing::TestDataDir() + "/tokenizer_fixtures/literal_split.json");
+  ASSERT_TRUE(fixture_text.ok()) << fixture_text.status();
+  json spec = json::parse(*spec_text);
+  spec["pre_tokenizer"] = json::parse(*fixture_text)["pre_tokenizer"];
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("tessera-literal-split-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(src + "/tokenizer_config.json", dir / "tokenizer_config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ofstream(dir / "tokenizer.json") << spec.dump();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromHfDir(dir.string());
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const Fixture f = LoadFixture("literal_split");
+  ASSERT_FALSE(f.texts.empty());
+  EXPECT_EQ(CheckAll(**tok, f, "literal_split"), static_cast<int>(f.texts.size()));
+}
 
 TEST(SmolLM2Test, MatchesTransformersFromGguf) {
   const std::string path = testing::ModelsDir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -51,21 +51,20 @@ json TokenizerSummary(const tokenizer::Tokenizer& tok) {
   return j;
 }
 
-absl::StatusOr<std::vector<int32_t>> EncodeChat(const tokenizer::Tokenizer& tok,
-                                                const std::string& user_message) {
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(const tokenizer::Tokenizer& tok,
+                                                  const std::string& text, bool chat,
+                                                  bool parse_special) {
+  if (!chat) return tok.Encode(text, {.add_special = true, .parse_special = parse_special});
   const std::optional<tokenizer::ChatFormat> format = tokenizer::DetectChatFormat(tok);
   if (!format) {
     return absl::InvalidArgumentError(
         "--chat: the model has no chat template Tessera knows (ChatML or Llama 3)");
   }
-  const tokenizer::ChatMessage msg{"user", user_message};
-  const std::string text =
-      tokenizer::ApplyChatTemplate(*format, {&msg, 1}, /*add_generation_prompt=*/true,
-                                   tokenizer::DefaultSystemMessage(tok));
-  tokenizer::EncodeOptions opts;
-  opts.parse_special = true;  // the template's own markers are special tokens
-  opts.add_special = false;   // the template writes BOS itself where the model wants one
-  return tok.Encode(text, opts);
+  const tokenizer::ChatMessage msg{"user", text};
+  return tokenizer::EncodeChat(tok, *format, {&msg, 1},
+                               {.add_generation_prompt = true,
+                                .default_system = tokenizer::DefaultSystemMessage(tok),
+                                .parse_special_in_content = parse_special});
 }
 
 parallel::ModelShape ShapeOf(const ModelConfig& c) {

@@ -20,10 +20,13 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const ModelS
 // Vocabulary size, kind, special tokens, pre-tokenizer and chat format, as JSON.
 nlohmann::json TokenizerSummary(const tokenizer::Tokenizer& tok);
 
-// A user message formatted with the model's chat template (ChatML or Llama 3) and
-// encoded: the template's markers as special tokens, BOS where the template writes it.
-absl::StatusOr<std::vector<int32_t>> EncodeChat(const tokenizer::Tokenizer& tok,
-                                                const std::string& user_message);
+// The ids of a prompt. `chat`: `text` is a user message formatted with the model's chat
+// template (ChatML or Llama 3): the template's markers become special tokens, BOS where
+// the template writes it. Otherwise BOS/EOS as the model's metadata says. Special tokens
+// typed in `text` are ordinary text unless `parse_special` (trusted input only).
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(const tokenizer::Tokenizer& tok,
+                                                  const std::string& text, bool chat,
+                                                  bool parse_special);
 
 // The layout-relevant shape of a model, as parallel::Topology checks it.
 parallel::ModelShape ShapeOf(const ModelConfig& config);

@@ -29,6 +29,8 @@ const std::vector<FlagSpec> kFlags = {
     {"--repetition-penalty", "", true, "penalise tokens already in the sequence (1 = off)"},
     {"--seed", "", true, "random seed (default 0)"},
     {"--chat", "", false, "wrap the prompt in the model's chat template"},
+    {"--parse-special", "", false,
+     "recognise special tokens typed in the prompt (trusted input only; off by default)"},
     {"--json", "", false, "print one JSON object instead of streaming text"},
     {"--dump-logits", "", true, "write the prompt positions' logits as float32 .npy [T, V]"},
     {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
@@ -135,14 +137,10 @@ int GenerateMain(int argc, char** argv) {
                (*model)->weight_bytes() / 1048576.0,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
 
-  std::vector<int32_t> prompt;
-  if (args->Has("--chat")) {
-    auto prompt_ids = EncodeChat(**tok, *args->Get("--prompt"));
-    if (!prompt_ids.ok()) return Fail("generate", prompt_ids.status());
-    prompt = std::move(*prompt_ids);
-  } else {
-    prompt = (*tok)->Encode(*args->Get("--prompt"), tokenizer::EncodeOptions{});
-  }
+  auto prompt_ids = EncodePrompt(**tok, *args->Get("--prompt"), args->Has("--chat"),
+                                 args->Has("--parse-special"));
+  if (!prompt_ids.ok()) return Fail("generate", prompt_ids.status());
+  std::vector<int32_t> prompt = *std::move(prompt_ids);
   for (std::optional<int32_t> id : {(*tok)->eos_id(), (*tok)->eot_id()}) {
     if (id) sp.stop_tokens.push_back(*id);
   }

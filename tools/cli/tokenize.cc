@@ -17,7 +17,9 @@ const std::vector<FlagSpec> kFlags = {
     {"--json", "", false, R"(print {"ids": [...], "pieces": [...]})"},
     {"--chat", "", false, "format TEXT as a user message with the model's chat template"},
     {"--no-special", "", false, "do not add BOS/EOS (default: as the model's metadata says)"},
-    {"--parse-special", "", false, "recognise special tokens written in TEXT (off by default)"},
+    {"--parse-special", "", false,
+     "recognise special tokens written in TEXT, with --chat in the message too (trusted "
+     "input only; off by default)"},
     {"--help", "-h", false, "show this help"},
 };
 
@@ -67,17 +69,14 @@ int TokenizeMain(int argc, char** argv) {
   auto tok = LoadTokenizer(**model);
   if (!tok.ok()) return Fail("tokenize", tok.status());
 
-  tokenizer::EncodeOptions opts;
-  opts.add_special = !args->Has("--no-special");
-  opts.parse_special = args->Has("--parse-special");
-  std::vector<int32_t> ids;
-  if (args->Has("--chat")) {
-    auto chat = EncodeChat(**tok, args->positional()[0]);
-    if (!chat.ok()) return Fail("tokenize", chat.status());
-    ids = std::move(*chat);
-  } else {
-    ids = (*tok)->Encode(args->positional()[0], opts);
-  }
+  const bool parse_special = args->Has("--parse-special");
+  absl::StatusOr<std::vector<int32_t>> encoded =
+      args->Has("--no-special") && !args->Has("--chat")
+          ? (*tok)->Encode(args->positional()[0],
+                           {.add_special = false, .parse_special = parse_special})
+          : EncodePrompt(**tok, args->positional()[0], args->Has("--chat"), parse_special);
+  if (!encoded.ok()) return Fail("tokenize", encoded.status());
+  const std::vector<int32_t>& ids = *encoded;
 
   std::vector<std::string> pieces;
   for (int32_t id : ids) pieces.push_back((*tok)->TokenBytes(id));

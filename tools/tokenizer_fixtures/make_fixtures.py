@@ -11,8 +11,8 @@ Each fixture holds, per text:
                (tokenizers: encode_special_tokens=True; transformers: split_special_tokens)
 
 Usage (from the repository root):
-  pip install tokenizers transformers gguf sentencepiece protobuf
-  python3 tools/tokenizer_fixtures/make_fixtures.py [--models ~/.cache/tessera/models]
+  deploy/setup.sh --fixtures   # requirements/fixtures.txt into .venv
+  .venv/bin/python3 tools/tokenizer_fixtures/make_fixtures.py [--models ~/.cache/tessera/models]
 """
 import argparse
 import json
@@ -83,7 +83,7 @@ CORPUS = [
 ]
 
 
-def dump(path, tool, source, texts, ids, ids_special, ids_raw):
+def dump(path, tool, source, texts, ids, ids_special, ids_raw, pre_tokenizer=None):
     # One entry per line keeps the committed file small and its diffs readable.
     def arr(rows):
         return "[\n" + ",\n".join("  " + json.dumps(r, ensure_ascii=True) for r in rows) + "\n]"
@@ -92,6 +92,7 @@ def dump(path, tool, source, texts, ids, ids_special, ids_raw):
         "{\n"
         f'"tool": {json.dumps(tool)},\n'
         f'"source": {json.dumps(source)},\n'
+        + (f'"pre_tokenizer": {json.dumps(pre_tokenizer)},\n' if pre_tokenizer else "") +
         f'"texts": {arr(texts)},\n'
         f'"ids": {arr(ids)},\n'
         f'"ids_special": {arr(ids_special)},\n'
@@ -113,6 +114,38 @@ def hf_folder(repo, name, out_dir):
     ids_raw = [tok.encode(t, add_special_tokens=False).ids for t in CORPUS]
     dump(os.path.join(out_dir, f"{name}.json"), f"tokenizers=={tokenizers.__version__}",
          f"tests/data/tokenizers/{name}/tokenizer.json", CORPUS, ids, ids_special, ids_raw)
+
+
+# Split pre-tokenizers with literal {"String": ...} patterns, punctuation that is special
+# in a regex among them, then ByteLevel without its regex. Applied to Llama 3's
+# tokenizer.json; the fixture records it so the test builds the same tokenizer.
+LITERAL_SPLIT = {"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False},
+    {"type": "Split", "pattern": {"String": "."}, "behavior": "Isolated", "invert": False},
+    {"type": "Split", "pattern": {"String": "a+b"}, "behavior": "Isolated", "invert": False},
+    {"type": "Split", "pattern": {"String": "(x)"}, "behavior": "Removed", "invert": False},
+    {"type": "Split", "pattern": {"String": "\\$[|"}, "behavior": "MergedWithPrevious",
+     "invert": False},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+]}
+LITERAL_CORPUS = CORPUS + ["a+b aab a+bb (x)(x) x.y.z 3.14 \\$[| end\\$[|", "...  a  .  b"]
+
+
+def literal_split(repo, out_dir):
+    import tokenizers
+
+    with open(os.path.join(repo, "tests/data/tokenizers/llama3/tokenizer.json"), encoding="utf-8") as f:
+        spec = json.load(f)
+    spec["pre_tokenizer"] = LITERAL_SPLIT
+    tok = tokenizers.Tokenizer.from_str(json.dumps(spec))
+    ids = [tok.encode(t, add_special_tokens=False).ids for t in LITERAL_CORPUS]
+    ids_special = [tok.encode(t, add_special_tokens=True).ids for t in LITERAL_CORPUS]
+    tok.encode_special_tokens = True
+    ids_raw = [tok.encode(t, add_special_tokens=False).ids for t in LITERAL_CORPUS]
+    path = os.path.join(out_dir, "literal_split.json")
+    dump(path, f"tokenizers=={tokenizers.__version__}",
+         "tests/data/tokenizers/llama3/tokenizer.json with pre_tokenizer replaced by "
+         "\"pre_tokenizer\"", LITERAL_CORPUS, ids, ids_special, ids_raw, LITERAL_SPLIT)
 
 
 def smollm2(models, out_dir):
@@ -149,12 +182,17 @@ def main():
     ap.add_argument("--repo", default=os.path.join(os.path.dirname(__file__), "..", ".."))
     ap.add_argument("--models", default=os.environ.get(
         "TESSERA_MODELS", os.path.expanduser("~/.cache/tessera/models")))
+    ap.add_argument("--only-tokenizers", action="store_true",
+                    help="skip the SmolLM2 fixture (needs transformers and the GGUF)")
     args = ap.parse_args()
     repo = os.path.abspath(args.repo)
     out_dir = os.path.join(repo, "tests/data/tokenizer_fixtures")
     os.makedirs(out_dir, exist_ok=True)
     for name in ("llama3", "qwen3", "llama2"):
         hf_folder(repo, name, out_dir)
+    literal_split(repo, out_dir)
+    if args.only_tokenizers:
+        return
     smollm2(args.models, out_dir)
 
 
