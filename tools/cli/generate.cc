@@ -22,7 +22,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--model", "-m", true, "model: .gguf file, Hugging Face folder or alias"},
     {"--prompt", "-p", true, "the prompt text"},
     {"--n-predict", "-n", true, "maximum new tokens (default 128)"},
-    {"--temperature", "", true, "0 = greedy (default 0)"},
+    {"--temperature", "", true, "0 (or below 1e-5) = greedy (default 0)"},
     {"--top-k", "", true, "keep the K most likely tokens (0 = off)"},
     {"--top-p", "", true, "keep the smallest set with this much probability (1 = off)"},
     {"--min-p", "", true, "drop tokens below P times the top probability (0 = off)"},
