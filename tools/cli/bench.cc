@@ -78,27 +78,22 @@ int BenchMain(int argc, char** argv) {
   }
   int n_prompt = 512, n_gen = 128, reps = 5;
   std::vector<int> threads = {1, 2};
-  auto number = [&](const char* flag, int* out) -> absl::Status {
-    if (absl::Status s = args->GetNumber(flag, out); !s.ok() || *out >= 1) return s;
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", *args->Get(flag),
-                                                   "' is not a positive integer"));
-  };
-  for (absl::Status s : {number("--n-prompt", &n_prompt), number("--n-gen", &n_gen),
-                         number("--repetitions", &reps)}) {
+  constexpr int kMaxTokens = 1 << 24, kMaxReps = 10000, kMaxThreads = 4096, kMaxRanks = 1 << 16;
+  for (absl::Status s : {args->GetNumber("--n-prompt", &n_prompt, 1, kMaxTokens),
+                         args->GetNumber("--n-gen", &n_gen, 1, kMaxTokens),
+                         args->GetNumber("--repetitions", &reps, 1, kMaxReps)}) {
     if (!s.ok()) return Fail("bench", s);
   }
   if (auto v = args->Get("--threads")) {
     threads.clear();
     for (absl::string_view part : absl::StrSplit(*v, ',')) {
-      int t;
-      if (!absl::SimpleAtoi(part, &t) || t < 1) {
-        return Fail("bench", absl::InvalidArgumentError(absl::StrCat("--threads: bad value '", *v, "'")));
-      }
-      threads.push_back(t);
+      auto t = ParseNumber("--threads", std::string(part), 1, kMaxThreads);
+      if (!t.ok()) return Fail("bench", t.status());
+      threads.push_back(*t);
     }
   }
   int tp = 1;
-  if (absl::Status s = number("--tp", &tp); !s.ok()) return Fail("bench", s);
+  if (absl::Status s = args->GetNumber("--tp", &tp, 1, kMaxRanks); !s.ok()) return Fail("bench", s);
   auto source = ModelSource::Open(*args->Get("--model"));
   if (!source.ok()) return Fail("bench", source.status());
   if ((*source)->config() == nullptr) {
