@@ -31,7 +31,9 @@ absl::StatusOr<GenerateResult> Generate(const Transformer& model,
         "prompt (", T, " tokens) + max new tokens (", sp.max_new_tokens,
         ") exceeds the model's context of ", context, "; lower -n to at most ", context - T));
   }
-  KvCache cache(model.CacheShape(T + sp.max_new_tokens));
+  auto cache_or = KvCache::Create(model.CacheShape(T + sp.max_new_tokens));
+  if (!cache_or.ok()) return cache_or.status();
+  KvCache& cache = **cache_or;
   Sampler sampler(sp);
   GenerateResult r;
   std::vector<int32_t> history = prompt;

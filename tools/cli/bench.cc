@@ -122,22 +122,24 @@ int BenchMain(int argc, char** argv) {
     for (int r = 0; r <= reps; ++r) {  // run 0 warms up
       std::vector<int32_t> prompt(n_prompt);
       for (int32_t& id : prompt) id = token(rng);
-      KvCache cache(m.CacheShape(n_prompt + n_gen));
+      auto cache = KvCache::Create(m.CacheShape(n_prompt + n_gen));
+      if (!cache.ok()) return Fail("bench", cache.status());
       std::vector<float> logits;
       const SeqChunk chunk{0, prompt, false};
       double comm0 = comm->stats().seconds;
       auto t0 = Clock::now();
-      if (absl::Status s = m.Forward({&chunk, 1}, cache, logits); !s.ok()) return Fail("bench", s);
+      if (absl::Status s = m.Forward({&chunk, 1}, **cache, logits); !s.ok()) return Fail("bench", s);
       const double prefill = Since(t0);
       const double prefill_comm = comm->stats().seconds - comm0;
       comm0 = comm->stats().seconds;
-      KvCache gen_cache(m.CacheShape(n_gen));
+      auto gen_cache = KvCache::Create(m.CacheShape(n_gen));
+      if (!gen_cache.ok()) return Fail("bench", gen_cache.status());
       int64_t moe_read = 0;
       t0 = Clock::now();
       for (int i = 0; i < n_gen; ++i) {
         const int32_t id = token(rng);
         const SeqChunk one{0, {&id, 1}, false};
-        if (absl::Status s = m.Forward({&one, 1}, gen_cache, logits); !s.ok()) return Fail("bench", s);
+        if (absl::Status s = m.Forward({&one, 1}, **gen_cache, logits); !s.ok()) return Fail("bench", s);
         moe_read += m.moe_bytes_read_last_forward();
       }
       const double decode = Since(t0);
