@@ -2,13 +2,15 @@
 //
 // Dims: shape[0] is the outermost dimension, shape[rank-1] the innermost (contiguous) one,
 // as PyTorch prints shapes. A view never owns or frees its data; whoever made the buffer
-// keeps it alive for as long as the view is used. Kernels dispatch on `device`.
+// keeps it alive for as long as the view is used. Kernels dispatch on `device`. At most
+// kMaxRank dims: shapes from files are checked (OwnedTensor::Create) before a view is made.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <initializer_list>
 
+#include "kernels/cpu/check.h"
 #include "kernels/dtype.h"
 
 namespace tessera::kernels {
@@ -28,6 +30,7 @@ struct TensorView {
   TensorView() = default;
   TensorView(Ptr d, DType t, std::initializer_list<int64_t> dims, Device dev = Device::kCpu)
       : data(d), type(t), device(dev), rank(static_cast<int>(dims.size())) {
+    TESSERA_KCHECK(dims.size() <= kMaxRank, "TensorView: more than kMaxRank dims");
     int i = 0;
     for (int64_t x : dims) shape[i++] = x;
   }

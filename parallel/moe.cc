@@ -22,8 +22,7 @@ std::string ShapeString(const ConstTensor& t) {
   return s + "]";
 }
 
-// OK iff `t` is `dims` and its storage holds exactly that many elements of its type (an
-// OwnedTensor made with a dimension that is not block-aligned has no storage).
+// OK iff `t` is `dims` and its storage holds exactly that many elements of its type.
 absl::Status CheckShape(const char* what, const OwnedTensor& t, std::vector<int64_t> dims) {
   const ConstTensor v = t.cview();
   bool ok = v.rank == static_cast<int>(dims.size());

@@ -31,7 +31,9 @@ absl::StatusOr<GenerateResult> Generate(const Transformer& model,
         "prompt (", T, " tokens) + max new tokens (", sp.max_new_tokens,
         ") exceeds the model's context of ", context, "; lower -n to at most ", context - T));
   }
-  KvCache cache(model.CacheShape(T + sp.max_new_tokens));
+  auto cache_or = KvCache::Create(model.CacheShape(T + sp.max_new_tokens));
+  if (!cache_or.ok()) return cache_or.status();
+  KvCache& cache = **cache_or;
   Sampler sampler(sp);
   GenerateResult r;
   std::vector<int32_t> history = prompt;
@@ -48,7 +50,13 @@ absl::StatusOr<GenerateResult> Generate(const Transformer& model,
   t0 = std::chrono::steady_clock::now();
   r.finish_reason = "length";
   for (int32_t step = 0; step < sp.max_new_tokens; ++step) {
-    Sample s = sampler.Next(next, history);
+    // Every rank samples the same (all-gathered) logits, so a bad step fails on all of them.
+    absl::StatusOr<Sample> sampled = sampler.Next(next, history);
+    if (!sampled.ok()) {
+      return absl::Status(sampled.status().code(),
+                          absl::StrCat("step ", step, ": ", sampled.status().message()));
+    }
+    Sample s = *sampled;
     if (options.group != nullptr && options.group->size() > 1) {
       int32_t id = s.id;
       kernels::Tensor t(&id, kernels::DType::kF32, {1});  // 4 bytes; broadcast moves bytes

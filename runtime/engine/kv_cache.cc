@@ -2,16 +2,32 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace tessera {
 
-KvCache::KvCache(const KvCacheShape& shape)
-    : shape_(shape),
-      storage_(shape.layers * shape.num_blocks * 2 * shape.block_size * shape.kv_dim *
-               static_cast<int64_t>(sizeof(float))) {
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheShape& shape) {
+  const std::string what =
+      absl::StrCat("KV cache (", shape.layers, " layers x ", shape.num_blocks, " blocks x ",
+                   shape.block_size, " tokens x K,V x ", shape.kv_dim, " f32)");
+  if (shape.layers <= 0 || shape.kv_dim <= 0 || shape.block_size <= 0 || shape.num_blocks < 0 ||
+      shape.num_blocks > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": bad shape"));
+  }
+  const std::optional<int64_t> bytes = kernels::CheckedProduct(
+      {shape.layers, shape.num_blocks, 2, shape.block_size, shape.kv_dim,
+       static_cast<int64_t>(sizeof(float))});
+  if (!bytes) return absl::ResourceExhaustedError(absl::StrCat(what, ": the byte size overflows int64"));
+  auto storage = kernels::HostBuffer::Allocate(*bytes, what);
+  if (!storage.ok()) return storage.status();
+  return std::unique_ptr<KvCache>(new KvCache(shape, std::move(*storage)));
+}
+
+KvCache::KvCache(const KvCacheShape& shape, kernels::HostBuffer storage)
+    : shape_(shape), storage_(std::move(storage)) {
   free_.resize(shape.num_blocks);
   // Hand out low block numbers first.
   for (int64_t i = 0; i < shape.num_blocks; ++i) free_[i] = static_cast<int32_t>(shape.num_blocks - 1 - i);

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -29,7 +30,10 @@ struct KvCacheShape {
 
 class KvCache {
  public:
-  explicit KvCache(const KvCacheShape& shape);
+  // INVALID_ARGUMENT unless layers, kv_dim and block_size are positive and num_blocks is in
+  // [0, INT32_MAX]; RESOURCE_EXHAUSTED, with the byte count, if the storage is more than the
+  // memory available or cannot be allocated.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape);
 
   struct Append {
     SeqId seq;
@@ -60,6 +64,7 @@ class KvCache {
     int64_t length = 0;
     std::vector<int32_t> blocks;
   };
+  KvCache(const KvCacheShape& shape, kernels::HostBuffer storage);
   float* Block(int64_t layer, int32_t block, int kv) const;
 
   // Immutable after construction.

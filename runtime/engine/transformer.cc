@@ -1,7 +1,9 @@
 #include "runtime/engine/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -114,6 +116,11 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
   if (!emb.ok()) return emb.status();
   embedding_ = parallel::VocabParallelEmbedding(std::move(*emb), rank * (V / W), V, tp_);
 
+  // A layer count the file does not back would size layers_ before any tensor is missed.
+  if (const std::string last = LayerName(names.attn_norm, c.n_layers - 1); !loader.Has(last)) {
+    return absl::NotFoundError(absl::StrCat(source.path(), ": the config has ", c.n_layers,
+                                            " layers, but tensor ", last, " is missing"));
+  }
   layers_.resize(c.n_layers);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
@@ -208,7 +215,12 @@ absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
           absl::StrReplaceAll(n(pattern), {{"{e}", absl::StrCat(e)}});
       auto one = load(name, {rows, cols});
       if (!one.ok()) return one.status();
-      if (!out) out.emplace(one->cview().type, std::vector<int64_t>{local, rows, cols});
+      if (!out) {
+        auto stack = OwnedTensor::Create(one->cview().type, {local, rows, cols},
+                                         absl::StrCat(n(pattern), " (", local, " experts)"));
+        if (!stack.ok()) return stack.status();
+        out = std::move(*stack);
+      }
       if (one->cview().type != out->cview().type) {
         return absl::InvalidArgumentError(absl::StrCat(
             name, ": type ", kernels::Name(one->cview().type), " differs from expert 0's ",
@@ -321,13 +333,46 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   auto plan = cache.PlanAppend(appends);
   if (!plan.ok()) return plan.status();
   std::vector<int64_t> starts;
-  for (const SeqChunk& s : batch) starts.push_back(cache.length(s.seq));
+  int64_t max_len = 0;
+  for (const SeqChunk& s : batch) {
+    starts.push_back(cache.length(s.seq));
+    max_len = std::max(max_len, starts.back() + static_cast<int64_t>(s.tokens.size()));
+  }
+  // Every buffer of the step is sized before the cache changes: a step too large for memory
+  // is RESOURCE_EXHAUSTED with nothing appended.
+  const int64_t T = static_cast<int64_t>(ids.size());
+  const int64_t scratch_rows = tp_->size() > 1 ? out_rows : 0;
+  std::vector<float> x, h, o, q, k, v, attn, g, u, kbuf, vbuf, sel, scratch;
+  std::vector<int32_t> kv_pos;
+  {
+    using kernels::CheckedProduct;
+    const std::optional<int64_t> floats = kernels::CheckedSum(
+        {CheckedProduct({T, 3 * H + 2 * qd + 2 * kvd + 2 * F}), CheckedProduct({2, max_len, kvd}),
+         CheckedProduct({out_rows, H}), CheckedProduct({out_rows + scratch_rows, V})});
+    const std::string what = absl::StrCat("the activations and logits of a ", T, "-token step");
+    if (absl::Status s = kernels::CheckAvailable(
+            floats ? CheckedProduct({*floats, static_cast<int64_t>(sizeof(float))}) : std::nullopt,
+            what);
+        !s.ok()) {
+      return s;
+    }
+    try {
+      for (std::vector<float>* b : {&x, &h, &o}) b->resize(T * H);
+      for (std::vector<float>* b : {&q, &attn}) b->resize(T * qd);
+      for (std::vector<float>* b : {&k, &v}) b->resize(T * kvd);
+      for (std::vector<float>* b : {&g, &u}) b->resize(T * F);
+      for (std::vector<float>* b : {&kbuf, &vbuf}) b->resize(max_len * kvd);
+      sel.resize(out_rows * H);
+      logits.resize(out_rows * V);
+      scratch.resize(scratch_rows * V);
+      kv_pos.resize(max_len);
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError(absl::StrCat(what, ": the allocation failed"));
+    }
+  }
+  for (int64_t p = 0; p < max_len; ++p) kv_pos[p] = static_cast<int32_t>(p);
   cache.Apply(*plan);
 
-  const int64_t T = static_cast<int64_t>(ids.size());
-  std::vector<float> x(T * H), h(T * H), o(T * H), q(T * qd), k(T * kvd), v(T * kvd),
-      attn(T * qd), g(T * F), u(T * F), kbuf, vbuf;
-  std::vector<int32_t> kv_pos;
   if (absl::Status s = embedding_.Forward(F32View(x, T, H), ids); !s.ok()) return s;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int64_t window = c.sliding_window.value_or(0);
@@ -351,11 +396,7 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
       const int64_t n = static_cast<int64_t>(batch[b].tokens.size());
       const int64_t len = starts[b] + n;
       cache.Write(layer, batch[b].seq, starts[b], k.data() + row * kvd, v.data() + row * kvd, n);
-      kbuf.resize(len * kvd);
-      vbuf.resize(len * kvd);
       cache.Gather(layer, batch[b].seq, len, kbuf.data(), vbuf.data());
-      kv_pos.resize(len);
-      for (int64_t p = 0; p < len; ++p) kv_pos[p] = static_cast<int32_t>(p);
       kernels::Attention(Tensor(attn.data() + row * qd, DType::kF32, {n, qd}),
                          ConstTensor(q.data() + row * qd, DType::kF32, {n, qd}),
                          ConstTensor(kbuf.data(), DType::kF32, {len, kvd}),
@@ -378,7 +419,6 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   }
 
   // Final norm and LM head on the rows that want logits.
-  std::vector<float> sel(out_rows * H);
   int64_t row = 0, out = 0;
   for (const SeqChunk& s : batch) {
     const int64_t n = static_cast<int64_t>(s.tokens.size());
@@ -390,8 +430,6 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   }
   kernels::RmsNorm(F32View(sel, out_rows, H), F32View(sel, out_rows, H), final_norm_.cview(),
                    c.norm_eps);
-  logits.resize(out_rows * V);
-  std::vector<float> scratch(tp_->size() > 1 ? out_rows * V : 0);
   return lm_head_.Forward(F32View(logits, out_rows, V), F32View(sel, out_rows, H), scratch.data());
 }
 

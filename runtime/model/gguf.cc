@@ -16,6 +16,18 @@ constexpr int kMaxDims = 4;              // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 4;
 constexpr uint64_t kMaxKeyBytes = 65536;
 
+// Decoded metadata costs more than its encoding (a Value per array element: ~56 bytes for
+// a 1-byte u8), so a small file could claim gigabytes. Legitimate metadata (a 150k-token
+// vocabulary: tokens, scores, types, merges, ~35 MiB decoded) fits well within this.
+uint64_t MetadataMemoryLimit(uint64_t file_size) {
+  constexpr uint64_t kFixed = uint64_t{64} << 20;
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  return file_size > (kMax - kFixed) / 16 ? kMax : 16 * file_size + kFixed;
+}
+// What one key/value or tensor info costs beyond its Value: the key (in the entry and the
+// index), the map node and the vector slot, roughly.
+constexpr uint64_t kEntryOverhead = 128;
+
 // ggml_type ids (ggml.h) of the tensor types we read.
 std::optional<kernels::DType> DTypeFromGgml(uint32_t id) {
   switch (id) {
@@ -69,7 +81,8 @@ bool KnownValueType(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::k
 // Parses one file; friend of GgufFile and Value. Every error is prefixed with the name.
 class Parser {
  public:
-  Parser(std::span<const uint8_t> bytes, GgufFile& out) : bytes_(bytes), r_(bytes), out_(out) {}
+  Parser(std::span<const uint8_t> bytes, GgufFile& out)
+      : bytes_(bytes), r_(bytes), out_(out), memory_limit_(MetadataMemoryLimit(bytes.size())) {}
 
   absl::Status Run() {
     out_.file_size_ = r_.remaining();
@@ -96,11 +109,21 @@ class Parser {
       return Fail(absl::StrCat("tensor count ", *n_tensors, " exceeds what ", r_.remaining(),
                                " remaining bytes can hold"));
     }
+    if (absl::Status s = Charge(*n_kv, sizeof(std::pair<std::string, Value>) + kEntryOverhead,
+                                "metadata", "entries");
+        !s.ok()) {
+      return Fail(s);
+    }
     out_.metadata_.reserve(*n_kv);
     for (uint64_t i = 0; i < *n_kv; ++i) {
       if (absl::Status s = ReadKeyValue(i); !s.ok()) return s;
     }
     if (absl::Status s = ReadAlignment(); !s.ok()) return s;
+    if (absl::Status s = Charge(*n_tensors, sizeof(TensorInfo) + kEntryOverhead, "tensor infos",
+                                "tensors");
+        !s.ok()) {
+      return Fail(s);
+    }
     out_.tensors_.reserve(*n_tensors);
     for (uint64_t i = 0; i < *n_tensors; ++i) {
       if (absl::Status s = ReadTensorInfo(i); !s.ok()) return s;
@@ -114,6 +137,20 @@ class Parser {
   }
   absl::Status Fail(const absl::Status& s) const {
     return absl::Status(s.code(), absl::StrCat(out_.name_, ": ", s.message()));
+  }
+
+  // Counts `count` items of `item_bytes` each against the decoded-memory limit.
+  absl::Status Charge(uint64_t count, uint64_t item_bytes, absl::string_view what,
+                      absl::string_view items) {
+    const uint64_t left = memory_limit_ - charged_;
+    if (count > left / item_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          what, ": ", count, " ", items, " would take ", count, " x ", item_bytes,
+          " bytes of memory, over the metadata limit of ", memory_limit_,
+          " bytes (16 x the file size + 64 MiB, ", left, " left)"));
+    }
+    charged_ += count * item_bytes;
+    return absl::OkStatus();
   }
 
   absl::StatusOr<absl::string_view> ReadString(absl::string_view what, uint64_t max_len) {
@@ -172,6 +209,11 @@ class Parser {
           return absl::InvalidArgumentError(absl::StrCat(what, ": array count ", *count,
                                                          " exceeds the bytes left (",
                                                          r_.remaining(), ")"));
+        }
+        if (absl::Status s = Charge(*count, sizeof(Value), what,
+                                    absl::StrCat(ValueTypeName(v.elem_type_), " elements"));
+            !s.ok()) {
+          return s;
         }
         v.items_.reserve(*count);
         for (uint64_t i = 0; i < *count; ++i) {
@@ -311,6 +353,8 @@ class Parser {
   std::span<const uint8_t> bytes_;
   ByteReader r_;
   GgufFile& out_;
+  const uint64_t memory_limit_;  // MetadataMemoryLimit of the file
+  uint64_t charged_ = 0;         // decoded bytes counted so far
 };
 
 absl::string_view ValueTypeName(ValueType t) {

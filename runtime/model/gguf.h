@@ -4,7 +4,9 @@
 // against the bytes left, tensor offsets and sizes with overflow-safe arithmetic against
 // the file length, shapes against the tensor type's block size, duplicate keys and tensor
 // names. A malformed or truncated file yields an error naming the file, the key or tensor
-// and the problem; never a crash.
+// and the problem; never a crash. Decoded metadata and tensor infos may take at most 16x
+// the file's size plus 64 MiB of memory (RESOURCE_EXHAUSTED naming the key, the element
+// count and the limit beyond that), so a small file cannot claim gigabytes.
 //
 // Zero-copy: string values and tensor data are views into the mapped bytes, which the
 // GgufFile keeps alive (Open) or borrows (Parse). Immutable after construction, so

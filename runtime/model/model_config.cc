@@ -1,37 +1,103 @@
 #include "runtime/model/model_config.h"
 
+#include <cmath>
+#include <limits>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/buffer.h"
 
 namespace tessera {
 namespace {
 
 using json = nlohmann::json;
 
-absl::Status CheckShape(const ModelConfig& c, const std::string& where) {
+}  // namespace
+
+absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
   };
-  if (c.n_layers <= 0 || c.hidden <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
-      c.head_dim <= 0 || c.ffn <= 0) {
-    return bad(absl::StrCat("layers, hidden size, heads, KV heads, head dim and FFN size must "
-                            "be positive; found ",
-                            c.n_layers, ", ", c.hidden, ", ", c.n_heads, ", ", c.n_kv_heads,
-                            ", ", c.head_dim, ", ", c.ffn));
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"layer count", c.n_layers},
+                         {"hidden size", c.hidden},
+                         {"attention head count", c.n_heads},
+                         {"KV head count", c.n_kv_heads},
+                         {"head dim", c.head_dim},
+                         {"FFN size", c.ffn},
+                         {"vocabulary size", c.vocab},
+                         {"context length", c.context}}) {
+    if (v <= 0) return bad(absl::StrCat(name, " ", v, " must be positive"));
+  }
+  if (c.head_dim % 2 != 0) {
+    return bad(absl::StrCat("head dim ", c.head_dim, " must be even (RoPE rotates pairs)"));
   }
   if (c.n_heads % c.n_kv_heads != 0) {
     return bad(absl::StrCat(c.n_heads, " attention heads are not a multiple of ", c.n_kv_heads,
                             " KV heads"));
   }
   if (c.n_experts < 0 || c.n_experts_used < 0 || c.n_experts_used > c.n_experts ||
-      (c.n_experts > 0 && (c.n_experts_used == 0 || c.expert_ffn <= 0))) {
+      (c.n_experts > 0 && (c.n_experts_used == 0 || c.expert_ffn <= 0)) ||
+      c.shared_expert_ffn < 0) {
     return bad(absl::StrCat("expert count ", c.n_experts, " / experts per token ",
-                            c.n_experts_used, " are inconsistent"));
+                            c.n_experts_used, " / expert FFN size ", c.expert_ffn,
+                            " / shared expert FFN size ", c.shared_expert_ffn,
+                            " are inconsistent"));
+  }
+  if (!(std::isfinite(c.norm_eps) && c.norm_eps > 0 && c.norm_eps < 1)) {
+    return bad(absl::StrCat("RMSNorm epsilon ", c.norm_eps, " must be finite and in (0, 1)"));
+  }
+  // The kernels take theta and the scaling factors as f32.
+  auto positive_f32 = [](double x) {
+    return std::isfinite(x) && x > 0 && x <= std::numeric_limits<float>::max();
+  };
+  if (!positive_f32(c.rope_theta)) {
+    return bad(absl::StrCat("RoPE theta ", c.rope_theta, " must be finite and positive"));
+  }
+  if (!c.rope_scaling.empty() && !positive_f32(c.rope_factor)) {
+    return bad(absl::StrCat("RoPE scaling factor ", c.rope_factor, " must be finite and positive"));
+  }
+  if (c.rope_scaling == "llama3" &&
+      !(positive_f32(c.rope_low_freq_factor) && positive_f32(c.rope_high_freq_factor) &&
+        c.rope_high_freq_factor > c.rope_low_freq_factor && c.rope_original_context > 0)) {
+    return bad(absl::StrCat("llama3 RoPE scaling needs 0 < low_freq_factor < high_freq_factor "
+                            "and original_max_position_embeddings > 0; found ",
+                            c.rope_low_freq_factor, ", ", c.rope_high_freq_factor, ", ",
+                            c.rope_original_context));
+  }
+  if (c.sliding_window && *c.sliding_window < 0) {
+    return bad(absl::StrCat("sliding window ", *c.sliding_window, " must be >= 0"));
+  }
+  // Every size that sizes an allocation, at f32 (--exact weights, the KV cache, a full-context
+  // step's activations and logits), must fit int64; whether it fits in memory is checked
+  // when it is allocated.
+  using kernels::CheckedProduct;
+  const int64_t L = c.n_layers, H = c.hidden, T = c.context, V = c.vocab, F = c.ffn,
+                E = c.n_experts, Fe = c.expert_ffn, Fs = c.shared_expert_ffn;
+  const std::optional<int64_t> q = CheckedProduct({c.n_heads, c.head_dim}),
+                               kv = CheckedProduct({c.n_kv_heads, c.head_dim});
+  using kernels::CheckedSum;
+  std::optional<int64_t> layer;  // weight elements of one layer
+  if (q && kv) {
+    layer = CheckedSum({CheckedProduct({2, *q, H}), CheckedProduct({2, *kv, H}), CheckedProduct({3, F, H}),
+                 CheckedProduct({3, E, Fe, H}), CheckedProduct({E, H}), CheckedProduct({3, Fs, H})});
+  }
+  const std::optional<int64_t> weights =
+      layer ? CheckedSum({CheckedProduct({L, *layer, 4}), CheckedProduct({2, V, H, 4})}) : std::nullopt;
+  const int64_t widest = std::max({H, q.value_or(0), F, Fe, Fs});
+  for (auto [name, bytes] :
+       {std::pair<const char*, std::optional<int64_t>>{"the weights at f32", weights},
+        {"the KV cache for the full context", kv ? CheckedProduct({L, T, *kv, 2, 4}) : std::nullopt},
+        {"the activations of a full-context step", CheckedProduct({T, widest, 4})},
+        {"the logits of a full-context step", CheckedProduct({T, V, 4})}}) {
+    if (!bytes) {
+      return bad(absl::StrCat("the byte size of ", name, " overflows int64 (layers ", L,
+                              ", hidden ", H, ", heads ", c.n_heads, "/", c.n_kv_heads,
+                              ", head dim ", c.head_dim, ", FFN ", F, ", experts ", E,
+                              ", vocabulary ", V, ", context ", T, ")"));
+    }
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
   ModelConfig c;
@@ -75,7 +141,13 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
     c.vocab = static_cast<int64_t>(tokens->items().size());
   }
   c.tied_embeddings = f.FindTensor("output.weight") == nullptr;
-  if (absl::Status s = CheckShape(c, f.name()); !s.ok()) return s;
+  if (auto rope_dims = f.GetInt(p + "rope.dimension_count"); rope_dims.ok() && *rope_dims != c.head_dim) {
+    return absl::UnimplementedError(absl::StrCat(
+        f.name(), ": metadata key ", p, "rope.dimension_count: ", *rope_dims,
+        " rotary dims differ from the head dim ", c.head_dim,
+        "; partial rotary embeddings are not supported"));
+  }
+  if (absl::Status s = ValidateConfig(c, f.name()); !s.ok()) return s;
   return c;
 }
 
@@ -110,7 +182,7 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
                                     {"num_attention_heads", &c.n_heads, true},
                                     {"intermediate_size", &c.ffn, true},
                                     {"vocab_size", &c.vocab, true},
-                                    {"max_position_embeddings", &c.context, false},
+                                    {"max_position_embeddings", &c.context, true},
                                     {"num_local_experts", &c.n_experts, false},
                                     {"num_experts", &c.n_experts, false},
                                     {"num_experts_per_tok", &c.n_experts_used, false}}) {
@@ -163,7 +235,13 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
   if (auto tie = j.find("tie_word_embeddings"); tie != j.end() && tie->is_boolean()) {
     c.tied_embeddings = tie->get<bool>();
   }
-  if (absl::Status s = CheckShape(c, path); !s.ok()) return s;
+  double partial_rotary = 1.0;
+  if (absl::Status s = get_float("partial_rotary_factor", partial_rotary); !s.ok()) return s;
+  if (partial_rotary != 1.0) {
+    return absl::UnimplementedError(absl::StrCat(path, ": partial_rotary_factor: ", partial_rotary,
+                                                 "; partial rotary embeddings are not supported"));
+  }
+  if (absl::Status s = ValidateConfig(c, path); !s.ok()) return s;
   return c;
 }
 

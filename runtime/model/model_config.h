@@ -1,9 +1,10 @@
 // The hyper-parameters of a transformer checkpoint, read from GGUF metadata
 // ("{arch}.block_count", ...) or a Hugging Face config.json ("num_hidden_layers", ...).
 //
-// Both readers check that the required fields exist, have the right type and are
-// positive, and that heads divide the hidden size where no explicit head dim is given;
-// errors name the file and the key.
+// Both readers check that the required fields exist and have the right type (errors name
+// the file and the key), then ValidateConfig() checks the values. Partial rotary
+// embeddings (GGUF rope.dimension_count != head dim, HF partial_rotary_factor != 1) are
+// UNIMPLEMENTED.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,14 @@ struct ModelConfig {
   std::optional<int64_t> sliding_window;
   bool tied_embeddings = false;
 };
+
+// INVALID_ARGUMENT, naming `where` and the field, unless: every size (layers, hidden, heads,
+// KV heads, head dim, FFN, vocabulary, context) is positive; the head dim is even; the KV
+// heads divide the heads; the expert counts are consistent; the RMSNorm epsilon is in
+// (0, 1); RoPE theta and scaling factors are finite, positive and fit f32; the sliding
+// window is >= 0; and the bytes of the weights (at f32), the full-context KV cache, and a
+// full-context step's activations and logits fit int64.
+absl::Status ValidateConfig(const ModelConfig& config, const std::string& where);
 
 absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file);
 // `path` names config.json in errors.

@@ -48,7 +48,8 @@ absl::StatusOr<kernels::OwnedTensor> WeightLoader::Load(absl::string_view name,
         kernels::Name(t->type), " blocks of ", block, " (each part must be a multiple of ", block,
         ")"));
   }
-  kernels::OwnedTensor out(t->type, out_shape);
+  auto out = kernels::OwnedTensor::Create(t->type, out_shape, where);
+  if (!out.ok()) return out.status();
   // View the tensor as [outer, shape[dim], inner] and copy the chosen middle range.
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < dim; ++i) outer *= shape[i];
@@ -58,9 +59,9 @@ absl::StatusOr<kernels::OwnedTensor> WeightLoader::Load(absl::string_view name,
   const int64_t chunk = *kernels::BytesFor(t->type, part * inner);
   const int64_t skip = *kernels::BytesFor(t->type, split.index * part * inner);
   for (int64_t o = 0; o < outer; ++o) {
-    std::memcpy(out.as<uint8_t>() + o * chunk, t->data.data() + o * src_stride + skip, chunk);
+    std::memcpy(out->as<uint8_t>() + o * chunk, t->data.data() + o * src_stride + skip, chunk);
   }
-  bytes_loaded_ += out.bytes();
+  bytes_loaded_ += out->bytes();
   return out;
 }
 
@@ -71,14 +72,16 @@ absl::StatusOr<kernels::OwnedTensor> WeightLoader::LoadF32(absl::string_view nam
   if (!raw.ok() || raw->view().type == kernels::DType::kF32) return raw;
   const kernels::ConstTensor v = raw->cview();
   std::vector<int64_t> dims(v.shape.begin(), v.shape.begin() + v.rank);
-  kernels::OwnedTensor f(kernels::DType::kF32, dims);
+  auto f = kernels::OwnedTensor::Create(kernels::DType::kF32, dims,
+                                       absl::StrCat(source_.path(), ": tensor ", name, " as f32"));
+  if (!f.ok()) return f.status();
   const int64_t cols = v.cols();
   const int64_t row_bytes = *kernels::BytesFor(v.type, cols);
   for (int64_t r = 0; r < v.rows(); ++r) {
-    kernels::DequantizeRow(f.as<float>() + r * cols,
+    kernels::DequantizeRow(f->as<float>() + r * cols,
                            static_cast<const uint8_t*>(v.data) + r * row_bytes, v.type, cols);
   }
-  bytes_loaded_ += f.bytes() - raw->bytes();
+  bytes_loaded_ += f->bytes() - raw->bytes();
   return f;
 }
 

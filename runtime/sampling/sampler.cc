@@ -28,29 +28,42 @@ absl::Status Validate(const SamplingParams& p) {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
-Sample Sampler::Next(std::span<const float> logits, std::span<const int32_t> history) {
+absl::StatusOr<Sample> Sampler::Next(std::span<const float> logits,
+                                     std::span<const int32_t> history) {
   const int32_t V = static_cast<int32_t>(logits.size());
+  if (V == 0) return absl::InvalidArgumentError("sampler: the logits are empty");
+  // Non-finite logits make the softmax NaN and the sort's comparator no strict weak order.
+  int64_t bad = 0, first_bad = -1;
+  for (int32_t i = 0; i < V; ++i) {
+    if (std::isfinite(logits[i])) continue;
+    if (bad++ == 0) first_bad = i;
+  }
+  if (bad > 0) {
+    return absl::DataLossError(absl::StrCat(
+        "sampler: ", bad, " of ", V, " logits are not finite (first: ", logits[first_bad],
+        " at token ", first_bad, "); the model's weights or activations are corrupt"));
+  }
   // Log-softmax of the raw logits, for the reported log-probability.
   const float raw_max = *std::max_element(logits.begin(), logits.end());
   double raw_sum = 0.0;
-  for (float l : logits) raw_sum += std::exp(static_cast<double>(l - raw_max));
-  const float raw_lse = raw_max + static_cast<float>(std::log(raw_sum));
+  for (float l : logits) raw_sum += std::exp(static_cast<double>(l) - raw_max);
+  const double raw_lse = raw_max + std::log(raw_sum);
 
   work_.assign(logits.begin(), logits.end());
   if (params_.repetition_penalty != 1.0f) {
     for (int32_t id : history) {
       if (id < 0 || id >= V) continue;
-      float& l = work_[id];
+      double& l = work_[id];
       // Each distinct token once: mark by comparing with the untouched logit.
       if (l != logits[id]) continue;
       l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
     }
   }
-  auto result = [&](int32_t id) { return Sample{id, logits[id] - raw_lse}; };
-  if (params_.temperature == 0.0f) {
+  auto result = [&](int32_t id) { return Sample{id, static_cast<float>(logits[id] - raw_lse)}; };
+  if (params_.temperature < kGreedyBelowTemperature) {
     return result(static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) - work_.begin()));
   }
-  for (float& l : work_) l /= params_.temperature;
+  for (double& l : work_) l /= params_.temperature;
 
   // Candidates sorted by logit, descending (ties: lower id first), cut by top-k.
   order_.resize(V);
@@ -66,10 +79,10 @@ Sample Sampler::Next(std::span<const float> logits, std::span<const int32_t> his
     std::sort(order_.begin(), order_.end(), by_logit);
   }
   // Softmax over the candidates.
-  const float top = work_[order_[0]];
+  const double top = work_[order_[0]];
   std::vector<double> probs(n);
   double sum = 0.0;
-  for (int32_t i = 0; i < n; ++i) sum += probs[i] = std::exp(static_cast<double>(work_[order_[i]] - top));
+  for (int32_t i = 0; i < n; ++i) sum += probs[i] = std::exp(work_[order_[i]] - top);
   for (double& p : probs) p /= sum;
   // top-p: the smallest prefix whose mass reaches top_p (at least one token).
   if (params_.top_p < 1.0f) {

@@ -3,7 +3,15 @@
 // Order of operations follows Hugging Face transformers' logits processors: repetition
 // penalty, then temperature, then top-k, top-p and min-p filters, then a draw from the
 // remaining distribution. Temperature 0 is greedy (argmax after the penalty; ties go to the
-// lowest id). The same params, seed and logits give the same tokens on every run.
+// lowest id), and so is any temperature below kGreedyBelowTemperature (1e-5, vLLM's
+// _SAMPLING_EPS): sampling there differs from greedy only among logits within ~1e-4 of the
+// maximum, less than the rounding error of the logits themselves. Penalised and scaled
+// logits are computed in double, so no finite logit overflows at any temperature or penalty. The same params, seed and logits give the
+// same tokens on every run.
+//
+// Non-finite logits (NaN or +-inf, from corrupt weights or activations) are refused with
+// DATA_LOSS naming how many there are and where the first is; a Sampler never picks a token
+// from them.
 //
 // A Sampler is one request's state (its random generator); not thread-safe, cheap to make.
 #pragma once
@@ -14,11 +22,15 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace tessera {
 
+// Temperatures below this are greedy (see the opening comment).
+inline constexpr float kGreedyBelowTemperature = 1e-5f;
+
 struct SamplingParams {
-  float temperature = 0.0f;         // 0: greedy
+  float temperature = 0.0f;         // 0 (or < kGreedyBelowTemperature): greedy
   int32_t top_k = 0;                // 0: off
   float top_p = 1.0f;               // 1: off
   float min_p = 0.0f;               // 0: off
@@ -42,14 +54,15 @@ class Sampler {
   explicit Sampler(const SamplingParams& params);
 
   // logits [V] of the next position; `history` the sequence so far (prompt and generated).
-  Sample Next(std::span<const float> logits, std::span<const int32_t> history);
+  // DATA_LOSS if a logit is not finite; INVALID_ARGUMENT if `logits` is empty.
+  absl::StatusOr<Sample> Next(std::span<const float> logits, std::span<const int32_t> history);
 
  private:
   // Immutable after construction.
   SamplingParams params_;
   // Mutable state.
   std::mt19937_64 rng_;
-  std::vector<float> work_;
+  std::vector<double> work_;  // logits after the penalty, then divided by the temperature
   std::vector<int32_t> order_;
 };
 

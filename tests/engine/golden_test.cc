@@ -16,6 +16,13 @@
 namespace tessera {
 namespace {
 
+// A cache for the test's (small) shape, which must be creatable.
+std::unique_ptr<KvCache> NewCache(const KvCacheShape& shape) {
+  auto c = KvCache::Create(shape);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
 using json = nlohmann::json;
 
 std::string GoldenDir(const std::string& arch) {
@@ -83,7 +90,9 @@ TEST_P(Golden, LogitsAndGreedyMatchTransformers) {
   const int64_t V = l.model->config().vocab;
   for (size_t p = 0; p < ref["prompts"].size(); ++p) {
     const std::vector<int32_t> prompt = Ids(ref["prompts"][p]);
-    KvCache cache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
+    std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
+    ASSERT_NE(cache_owner, nullptr);
+    KvCache& cache = *cache_owner;
     std::vector<float> logits;
     const SeqChunk chunk{1, prompt, /*all_logits=*/true};
     ASSERT_TRUE(l.model->Forward({&chunk, 1}, cache, logits).ok());
@@ -137,7 +146,9 @@ TEST(GoldenFastPath, QuantizedLogitsStayClose) {
     double worst = 0;
     for (size_t p = 0; p < ref["prompts"].size(); ++p) {
       const std::vector<int32_t> prompt = Ids(ref["prompts"][p]);
-      KvCache cache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
+      std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
+      ASSERT_NE(cache_owner, nullptr);
+      KvCache& cache = *cache_owner;
       std::vector<float> logits;
       const SeqChunk chunk{1, prompt, true};
       ASSERT_TRUE(l.model->Forward({&chunk, 1}, cache, logits).ok());
@@ -161,8 +172,10 @@ TEST(Batching, MixedBatchEqualsSequencesAlone) {
     const std::vector<int32_t> a = Ids(ref["prompts"][0]);  // 11 tokens
     std::vector<int32_t> b = Ids(ref["prompts"][1]);        // 3 tokens, then one decode
     auto alone = [&](const std::vector<int32_t>& ids) {
-      KvCache cache(l.model->CacheShape(static_cast<int64_t>(ids.size())));
+      std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(static_cast<int64_t>(ids.size())));
       std::vector<float> logits;
+      if (cache_owner == nullptr) return logits;
+      KvCache& cache = *cache_owner;
       const SeqChunk chunk{5, ids, true};
       EXPECT_TRUE(l.model->Forward({&chunk, 1}, cache, logits).ok());
       return logits;
@@ -172,7 +185,9 @@ TEST(Batching, MixedBatchEqualsSequencesAlone) {
     b_plus.push_back(Ids(ref["greedy"][1])[0]);
     const std::vector<float> b_alone = alone(b_plus);
 
-    KvCache cache(l.model->CacheShape(64));
+    std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(64));
+    ASSERT_NE(cache_owner, nullptr);
+    KvCache& cache = *cache_owner;
     std::vector<float> logits;
     const std::span<const int32_t> a_span(a);
     // Step 1: A's first 6 tokens (prefill chunk) and all of B.
@@ -196,7 +211,9 @@ TEST(Batching, MixedBatchEqualsSequencesAlone) {
 
 TEST(BadInput, ClearErrors) {
   Loaded l = Load("llama", "hf", false);
-  KvCache cache(l.model->CacheShape(8));
+  std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(8));
+  ASSERT_NE(cache_owner, nullptr);
+  KvCache& cache = *cache_owner;
   std::vector<float> logits;
   const std::vector<int32_t> bad = {1, 256};
   const SeqChunk chunk{1, bad, false};
@@ -251,6 +268,20 @@ TEST(BadInput, UnknownArchitectureAndMismatchedTensors) {
   EXPECT_NE(model.status().message().find(
                 "tensor model.layers.0.mlp.gate_proj.weight: shape [128, 64] does not match the "
                 "config's [192, 64]"),
+            std::string::npos)
+      << model.status();
+
+  // A layer count the file does not back is named before anything is sized by it (a
+  // billion layers used to end in std::bad_alloc).
+  source = ModelSource::Open(
+      EditedCopy("layers", [](json& c) { c["num_hidden_layers"] = 1000000000; }));
+  ASSERT_TRUE(source.ok()) << source.status();
+  model = Transformer::Load(**source, comm.get(), {});
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(model.status().message().find(
+                "the config has 1000000000 layers, but tensor "
+                "model.layers.999999999.input_layernorm.weight is missing"),
             std::string::npos)
       << model.status();
 }

@@ -5,8 +5,45 @@
 namespace tessera {
 namespace {
 
+// A cache for the test's (small) shape, which must be creatable.
+std::unique_ptr<KvCache> NewCache(const KvCacheShape& shape) {
+  auto c = KvCache::Create(shape);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+// A cache too large for memory (or for int64) is a Status naming it and its bytes, not
+// std::bad_alloc; a bad shape is INVALID_ARGUMENT.
+TEST(KvCache, CreateFailsClosed) {
+  // 1000 layers x 2^20 blocks x 16 tokens x K,V x 4096 f32 = 512 TiB.
+  auto huge = KvCache::Create({.layers = 1000, .kv_dim = 4096, .block_size = 16, .num_blocks = 1 << 20});
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(huge.status().message().find("KV cache (1000 layers x 1048576 blocks x 16 tokens"),
+            std::string::npos)
+      << huge.status();
+  EXPECT_NE(huge.status().message().find("cannot allocate 549755813888000 bytes"), std::string::npos)
+      << huge.status();
+  auto overflow = KvCache::Create(
+      {.layers = int64_t{1} << 40, .kv_dim = 1 << 20, .block_size = 16, .num_blocks = 1 << 20});
+  EXPECT_EQ(overflow.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(overflow.status().message().find("overflows int64"), std::string::npos);
+  for (const KvCacheShape& bad : {KvCacheShape{.layers = 0, .kv_dim = 2, .block_size = 2, .num_blocks = 2},
+                                  KvCacheShape{.layers = 1, .kv_dim = -2, .block_size = 2, .num_blocks = 2},
+                                  KvCacheShape{.layers = 1, .kv_dim = 2, .block_size = 0, .num_blocks = 2},
+                                  KvCacheShape{.layers = 1, .kv_dim = 2, .block_size = 2,
+                                               .num_blocks = int64_t{1} << 31}}) {
+    EXPECT_EQ(KvCache::Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  auto ok = KvCache::Create({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->bytes(), 2 * 5 * 2 * 4 * 3 * 4);
+}
+
 TEST(KvCache, PlanIsPureApplyAllocatesBlocks) {
-  KvCache cache({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5});
+  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5});
+  ASSERT_NE(cache_owner, nullptr);
+  KvCache& cache = *cache_owner;
   const KvCache::Append a[] = {{7, 6}, {9, 1}};
   auto plan = cache.PlanAppend(a);
   ASSERT_TRUE(plan.ok());
@@ -23,7 +60,9 @@ TEST(KvCache, PlanIsPureApplyAllocatesBlocks) {
 }
 
 TEST(KvCache, FullIsResourceExhaustedAndFreeReturnsBlocks) {
-  KvCache cache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 2});
+  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 2});
+  ASSERT_NE(cache_owner, nullptr);
+  KvCache& cache = *cache_owner;
   const KvCache::Append too_big[] = {{1, 5}};
   auto plan = cache.PlanAppend(too_big);
   ASSERT_FALSE(plan.ok());
@@ -38,7 +77,9 @@ TEST(KvCache, FullIsResourceExhaustedAndFreeReturnsBlocks) {
 }
 
 TEST(KvCache, WriteThenGatherAcrossBlocks) {
-  KvCache cache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6});
+  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6});
+  ASSERT_NE(cache_owner, nullptr);
+  KvCache& cache = *cache_owner;
   // Interleave two sequences so their blocks are not contiguous.
   for (int step = 0; step < 4; ++step) {
     for (SeqId s : {SeqId{1}, SeqId{2}}) {

@@ -53,6 +53,22 @@ class GgufBuilder {
     ++n_kv_;
     return *this;
   }
+  GgufBuilder& KvU8s(const std::string& key, uint64_t n, uint8_t fill = 1) {
+    Key(key, 9);
+    Pod(meta_, uint32_t{0});
+    Pod(meta_, n);
+    meta_.insert(meta_.end(), n, fill);
+    ++n_kv_;
+    return *this;
+  }
+  // An array header that claims `count` elements of `elem_type` but holds none.
+  GgufBuilder& KvArrayClaiming(const std::string& key, uint32_t elem_type, uint64_t count) {
+    Key(key, 9);
+    Pod(meta_, elem_type);
+    Pod(meta_, count);
+    ++n_kv_;
+    return *this;
+  }
   GgufBuilder& KvI32s(const std::string& key, const std::vector<int32_t>& items) {
     Key(key, 9);
     Pod(meta_, uint32_t{5});

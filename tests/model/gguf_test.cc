@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "tests/model/gguf_builder.h"
 
 namespace tessera::gguf {
@@ -104,6 +105,29 @@ TEST(Gguf, RejectsMalformedHeaders) {
   ExpectError(GgufBuilder().Tensor("w", {0, 4}, 0, {}).Build(), "tensor w: dimension 0 = 0");
   ExpectError(GgufBuilder().Tensor("w", {1, 2, 3, 4, 5}, 0, {}).Build(), "5 dimensions");
   ExpectError(GgufBuilder().KvU32("general.alignment", 3).Build(), "power of two");
+}
+
+// Decoded metadata costs ~56 bytes per 1-byte u8; it is capped at 16x the file + 64 MiB.
+TEST(Gguf, MetadataThatWouldTakeTooMuchMemoryIsRefused) {
+  // A count the file cannot hold is refused before anything is decoded.
+  ExpectError(GgufBuilder().KvArrayClaiming("tokenizer.ggml.token_type", 0, uint64_t{1} << 40).Build(),
+              "metadata key tokenizer.ggml.token_type: array count 1099511627776 exceeds the bytes left");
+  // 2 MiB of real u8s: ~112 MiB decoded, over 16 x 2 MiB + 64 MiB = 96 MiB.
+  const uint64_t n = uint64_t{2} << 20;
+  const std::vector<uint8_t> bytes = GgufBuilder().KvU8s("general.flags", n).Build();
+  auto file = GgufFile::Parse(bytes, "bad.gguf");
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kResourceExhausted);
+  const std::string m(file.status().message());
+  EXPECT_EQ(m.rfind("bad.gguf: metadata key general.flags: 2097152 u8 elements", 0), 0u) << m;
+  EXPECT_NE(m.find(absl::StrCat("over the metadata limit of ", 16 * bytes.size() + (64 << 20))),
+            std::string::npos)
+      << m;
+  // Within the limit it parses: 64 Ki u8s (3.5 MiB decoded).
+  const std::vector<uint8_t> small = GgufBuilder().KvU8s("general.flags", 65536).Build();
+  auto ok = GgufFile::Parse(small, "ok.gguf");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->Find("general.flags")->items().size(), 65536u);
 }
 
 TEST(Gguf, DataPastEndOfFileIsNamed) {

@@ -209,7 +209,8 @@ TEST_F(HfDir, BadConfigNamesTheKey) {
             std::string::npos)
       << model.status();
   Write("config.json", R"({"model_type":"llama","num_hidden_layers":2,"hidden_size":80,
-    "num_attention_heads":5,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":100})");
+    "num_attention_heads":5,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":100,
+    "max_position_embeddings":64})");
   model = ModelSource::Open(dir_.string());
   ASSERT_FALSE(model.ok());
   EXPECT_NE(model.status().message().find("5 attention heads are not a multiple of 2 KV heads"),

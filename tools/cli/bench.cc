@@ -78,27 +78,22 @@ int BenchMain(int argc, char** argv) {
   }
   int n_prompt = 512, n_gen = 128, reps = 5;
   std::vector<int> threads = {1, 2};
-  auto number = [&](const char* flag, int* out) -> absl::Status {
-    if (absl::Status s = args->GetNumber(flag, out); !s.ok() || *out >= 1) return s;
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", *args->Get(flag),
-                                                   "' is not a positive integer"));
-  };
-  for (absl::Status s : {number("--n-prompt", &n_prompt), number("--n-gen", &n_gen),
-                         number("--repetitions", &reps)}) {
+  constexpr int kMaxTokens = 1 << 24, kMaxReps = 10000, kMaxThreads = 4096, kMaxRanks = 1 << 16;
+  for (absl::Status s : {args->GetNumber("--n-prompt", &n_prompt, 1, kMaxTokens),
+                         args->GetNumber("--n-gen", &n_gen, 1, kMaxTokens),
+                         args->GetNumber("--repetitions", &reps, 1, kMaxReps)}) {
     if (!s.ok()) return Fail("bench", s);
   }
   if (auto v = args->Get("--threads")) {
     threads.clear();
     for (absl::string_view part : absl::StrSplit(*v, ',')) {
-      int t;
-      if (!absl::SimpleAtoi(part, &t) || t < 1) {
-        return Fail("bench", absl::InvalidArgumentError(absl::StrCat("--threads: bad value '", *v, "'")));
-      }
-      threads.push_back(t);
+      auto t = ParseNumber("--threads", std::string(part), 1, kMaxThreads);
+      if (!t.ok()) return Fail("bench", t.status());
+      threads.push_back(*t);
     }
   }
   int tp = 1;
-  if (absl::Status s = number("--tp", &tp); !s.ok()) return Fail("bench", s);
+  if (absl::Status s = args->GetNumber("--tp", &tp, 1, kMaxRanks); !s.ok()) return Fail("bench", s);
   auto source = ModelSource::Open(*args->Get("--model"));
   if (!source.ok()) return Fail("bench", source.status());
   if ((*source)->config() == nullptr) {
@@ -127,22 +122,24 @@ int BenchMain(int argc, char** argv) {
     for (int r = 0; r <= reps; ++r) {  // run 0 warms up
       std::vector<int32_t> prompt(n_prompt);
       for (int32_t& id : prompt) id = token(rng);
-      KvCache cache(m.CacheShape(n_prompt + n_gen));
+      auto cache = KvCache::Create(m.CacheShape(n_prompt + n_gen));
+      if (!cache.ok()) return Fail("bench", cache.status());
       std::vector<float> logits;
       const SeqChunk chunk{0, prompt, false};
       double comm0 = comm->stats().seconds;
       auto t0 = Clock::now();
-      if (absl::Status s = m.Forward({&chunk, 1}, cache, logits); !s.ok()) return Fail("bench", s);
+      if (absl::Status s = m.Forward({&chunk, 1}, **cache, logits); !s.ok()) return Fail("bench", s);
       const double prefill = Since(t0);
       const double prefill_comm = comm->stats().seconds - comm0;
       comm0 = comm->stats().seconds;
-      KvCache gen_cache(m.CacheShape(n_gen));
+      auto gen_cache = KvCache::Create(m.CacheShape(n_gen));
+      if (!gen_cache.ok()) return Fail("bench", gen_cache.status());
       int64_t moe_read = 0;
       t0 = Clock::now();
       for (int i = 0; i < n_gen; ++i) {
         const int32_t id = token(rng);
         const SeqChunk one{0, {&id, 1}, false};
-        if (absl::Status s = m.Forward({&one, 1}, gen_cache, logits); !s.ok()) return Fail("bench", s);
+        if (absl::Status s = m.Forward({&one, 1}, **gen_cache, logits); !s.ok()) return Fail("bench", s);
         moe_read += m.moe_bytes_read_last_forward();
       }
       const double decode = Since(t0);

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -18,11 +19,16 @@ namespace {
 
 using json = nlohmann::json;
 
+constexpr int kMaxRanks = 1 << 16;
+// --timeout: a millisecond at least (0 or less would fail every collective at once), a day
+// at most (a peer still loading a large model is slow, not dead).
+constexpr double kMinTimeoutS = 1e-3, kMaxTimeoutS = 86400;
+
 const std::vector<FlagSpec> kFlags = {
     {"--model", "-m", true, "model: .gguf file, Hugging Face folder or alias"},
     {"--prompt", "-p", true, "the prompt text"},
     {"--n-predict", "-n", true, "maximum new tokens (default 128)"},
-    {"--temperature", "", true, "0 = greedy (default 0)"},
+    {"--temperature", "", true, "0 (or below 1e-5) = greedy (default 0)"},
     {"--top-k", "", true, "keep the K most likely tokens (0 = off)"},
     {"--top-p", "", true, "keep the smallest set with this much probability (1 = off)"},
     {"--min-p", "", true, "drop tokens below P times the top probability (0 = off)"},
@@ -37,7 +43,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
     {"--ep", "", true, "expert-parallel ranks (under mpirun; default 1)"},
     {"--stats", "", false, "print each rank's collective calls and bytes (--json: every rank's)"},
-    {"--timeout", "", true, "seconds a collective may wait for a peer (default 30)"},
+    {"--timeout", "", true, "seconds a collective may wait for a peer (0.001 to 86400; default 30)"},
     {"--help", "-h", false, "show this help"},
 };
 
@@ -90,20 +96,27 @@ int GenerateMain(int argc, char** argv) {
   }
   GenerateOptions opts;
   SamplingParams& sp = opts.sampling;
-  for (absl::Status s : {args->GetNumber("--n-predict", &sp.max_new_tokens),
-                         args->GetNumber("--temperature", &sp.temperature),
-                         args->GetNumber("--top-k", &sp.top_k),
-                         args->GetNumber("--top-p", &sp.top_p),
-                         args->GetNumber("--min-p", &sp.min_p),
-                         args->GetNumber("--repetition-penalty", &sp.repetition_penalty),
-                         args->GetNumber("--seed", &sp.seed)}) {
+  // The sampling flags take their type's whole range here: Validate() checks them (naming
+  // the parameter), as the engine does for every request.
+  constexpr float kF = std::numeric_limits<float>::max();
+  constexpr int32_t kI = std::numeric_limits<int32_t>::max();
+  for (absl::Status s : {args->GetNumber("--n-predict", &sp.max_new_tokens, -kI, kI),
+                         args->GetNumber("--temperature", &sp.temperature, -kF, kF),
+                         args->GetNumber("--top-k", &sp.top_k, -kI, kI),
+                         args->GetNumber("--top-p", &sp.top_p, -kF, kF),
+                         args->GetNumber("--min-p", &sp.min_p, -kF, kF),
+                         args->GetNumber("--repetition-penalty", &sp.repetition_penalty, -kF, kF),
+                         args->GetNumber("--seed", &sp.seed, uint64_t{0},
+                                         std::numeric_limits<uint64_t>::max())}) {
     if (!s.ok()) return Fail("generate", s);
   }
   if (absl::Status s = Validate(sp); !s.ok()) return Fail("generate", s);
 
-  int tp = 1, ep = 1, timeout_s = 30;
-  for (absl::Status s : {args->GetNumber("--tp", &tp), args->GetNumber("--ep", &ep),
-                         args->GetNumber("--timeout", &timeout_s)}) {
+  int tp = 1, ep = 1;
+  double timeout_s = 30;
+  for (absl::Status s : {args->GetNumber("--tp", &tp, 1, kMaxRanks),
+                         args->GetNumber("--ep", &ep, 1, kMaxRanks),
+                         args->GetNumber("--timeout", &timeout_s, kMinTimeoutS, kMaxTimeoutS)}) {
     if (!s.ok()) return Fail("generate", s);
   }
   auto source = ModelSource::Open(*args->Get("--model"));
