@@ -54,11 +54,12 @@ pip_fetch() {
 }
 
 # pip_fetch_sdist DEST SPEC: downloads one package's source archive, without dependencies.
-# pip prepares its metadata, which can take a minute.
+# Only that package is held to source (--no-binary NAME): with :all:, pip would also build
+# its build tools from source to prepare the metadata (minutes instead of seconds).
 pip_fetch_sdist() {
   local dest=$1 spec=$2
   need_venv
-  "$TESSERA_PYTHON" -m pip download --quiet --no-deps --no-binary :all: \
+  "$TESSERA_PYTHON" -m pip download --quiet --no-deps --no-binary "${spec%%[=<>!~]*}" \
     --disable-pip-version-check -d "$dest" "$spec" || die "pip download $spec failed"
 }
 
