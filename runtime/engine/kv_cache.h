@@ -1,25 +1,33 @@
-// Paged KV cache: fixed-size blocks of `block_size` token positions, handed out to
-// sequences through per-sequence block tables.
+// Paged KV cache: the storage of one rank's K/V, in fixed-size blocks of `block_size` token
+// positions, and the block bookkeeping (serving::KvBlockManager) that says which blocks
+// each sequence holds.
 //
-// Planning is pure and mutation happens in one place: PlanAppend() says whether a batch of
-// appends fits and how many blocks each sequence needs (RESOURCE_EXHAUSTED, with the
-// numbers, if not), Apply() carries a plan out. A scheduler can therefore test admission
-// without touching the cache. Storage is f32, laid out [layer][block][K|V][block_size][kv_dim],
-// where kv_dim = Hkv_local * D. Not thread-safe: the engine's step loop owns it.
+// Planning is pure and mutation happens in few, named places: PlanAppend() says whether a
+// batch of appends fits and which blocks it takes (RESOURCE_EXHAUSTED, with the numbers, if
+// not; INVALID_ARGUMENT for a sequence named twice); Reserve() attaches those blocks;
+// Commit() advances the lengths once the step's K/V are written. A step that fails between
+// Reserve and Commit leaves every sequence's length and stored K/V as they were (the blocks
+// it reserved stay with their sequences and serve the retry). A worker rank mirrors the
+// leader's cache by ApplyBlockOps() of the step plan's operations.
+//
+// Storage is f32, laid out [layer][block][K|V][block_size][kv_dim], where kv_dim =
+// Hkv_local * D; Layer() views one layer for kernels::PagedAttention. Not thread-safe: the
+// engine's step loop owns it.
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/buffer.h"
+#include "kernels/paged_attention.h"
+#include "runtime/serving/kv_block_manager.h"
 
 namespace tessera {
 
-using SeqId = int64_t;
+using SeqId = serving::SeqId;
 
 struct KvCacheShape {
   int64_t layers = 0;
@@ -31,7 +39,7 @@ struct KvCacheShape {
 class KvCache {
  public:
   // INVALID_ARGUMENT unless layers, kv_dim and block_size are positive and num_blocks is in
-  // [0, INT32_MAX]; RESOURCE_EXHAUSTED, with the byte count, if the storage is more than the
+  // [1, INT32_MAX]; RESOURCE_EXHAUSTED, with the byte count, if the storage is more than the
   // memory available or cannot be allocated.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape);
 
@@ -42,37 +50,43 @@ class KvCache {
   struct Plan {
     std::vector<Append> appends;
     std::vector<int64_t> new_blocks;  // per append
+    std::vector<serving::BlockOp> ops;
+    uint64_t generation = 0;  // of the block manager the ops apply to
   };
   absl::StatusOr<Plan> PlanAppend(std::span<const Append> appends) const;
-  void Apply(const Plan& plan);
-  // Frees a sequence's blocks at once; unknown ids are ignored.
-  void Free(SeqId seq);
+  // Attaches the plan's blocks; FAILED_PRECONDITION if the cache changed since planning.
+  absl::Status Reserve(const Plan& plan);
+  // Advances each sequence's length by its append (after Reserve).
+  absl::Status Commit(const Plan& plan);
+  // Reserve, then Commit.
+  absl::Status Apply(const Plan& plan);
+  // A worker's mirror of the leader's block operations.
+  absl::Status ApplyBlockOps(uint64_t generation, std::span<const serving::BlockOp> ops);
+  // Frees a sequence's blocks at once; INVALID_ARGUMENT for an unknown id.
+  absl::Status Free(SeqId seq);
 
-  int64_t length(SeqId seq) const;  // 0 for unknown sequences
-  int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
+  int64_t length(SeqId seq) const { return blocks_.Length(seq); }  // 0 for unknown sequences
+  int64_t free_blocks() const { return blocks_.free_blocks(); }
   int64_t capacity_tokens() const { return shape_.num_blocks * shape_.block_size; }
   const KvCacheShape& shape() const { return shape_; }
+  const serving::KvBlockManager& blocks() const { return blocks_; }
   int64_t bytes() const { return storage_.bytes(); }
 
-  // Stores k, v [n, kv_dim] f32 at positions [pos, pos + n) of `seq` (already planned).
+  // Stores k, v [n, kv_dim] f32 at positions [pos, pos + n) of `seq`, which its blocks
+  // must cover (CHECKed: the engine reserves first).
   void Write(int64_t layer, SeqId seq, int64_t pos, const float* k, const float* v, int64_t n);
-  // Copies positions [0, len) of `seq` into k, v [len, kv_dim].
-  void Gather(int64_t layer, SeqId seq, int64_t len, float* k, float* v) const;
+  // One layer's blocks, for kernels::PagedAttention (kv_dim = kv_heads * D).
+  kernels::PagedKv Layer(int64_t layer, int64_t kv_heads) const;
 
  private:
-  struct Seq {
-    int64_t length = 0;
-    std::vector<int32_t> blocks;
-  };
-  KvCache(const KvCacheShape& shape, kernels::HostBuffer storage);
+  KvCache(const KvCacheShape& shape, kernels::HostBuffer storage, serving::KvBlockManager blocks);
   float* Block(int64_t layer, int32_t block, int kv) const;
 
   // Immutable after construction.
   KvCacheShape shape_;
   kernels::HostBuffer storage_;
   // Mutable state.
-  std::vector<int32_t> free_;
-  std::map<SeqId, Seq> seqs_;
+  serving::KvBlockManager blocks_;
 };
 
 }  // namespace tessera

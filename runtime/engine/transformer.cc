@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "kernels/activation.h"
-#include "kernels/attention.h"
+#include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "runtime/model/weight_loader.h"
 
@@ -333,22 +333,17 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   auto plan = cache.PlanAppend(appends);
   if (!plan.ok()) return plan.status();
   std::vector<int64_t> starts;
-  int64_t max_len = 0;
-  for (const SeqChunk& s : batch) {
-    starts.push_back(cache.length(s.seq));
-    max_len = std::max(max_len, starts.back() + static_cast<int64_t>(s.tokens.size()));
-  }
+  for (const SeqChunk& s : batch) starts.push_back(cache.length(s.seq));
   // Every buffer of the step is sized before the cache changes: a step too large for memory
   // is RESOURCE_EXHAUSTED with nothing appended.
   const int64_t T = static_cast<int64_t>(ids.size());
   const int64_t scratch_rows = tp_->size() > 1 ? out_rows : 0;
-  std::vector<float> x, h, o, q, k, v, attn, g, u, kbuf, vbuf, sel, scratch;
-  std::vector<int32_t> kv_pos;
+  std::vector<float> x, h, o, q, k, v, attn, g, u, sel, scratch;
   {
     using kernels::CheckedProduct;
     const std::optional<int64_t> floats = kernels::CheckedSum(
-        {CheckedProduct({T, 3 * H + 2 * qd + 2 * kvd + 2 * F}), CheckedProduct({2, max_len, kvd}),
-         CheckedProduct({out_rows, H}), CheckedProduct({out_rows + scratch_rows, V})});
+        {CheckedProduct({T, 3 * H + 2 * qd + 2 * kvd + 2 * F}), CheckedProduct({out_rows, H}),
+         CheckedProduct({out_rows + scratch_rows, V})});
     const std::string what = absl::StrCat("the activations and logits of a ", T, "-token step");
     if (absl::Status s = kernels::CheckAvailable(
             floats ? CheckedProduct({*floats, static_cast<int64_t>(sizeof(float))}) : std::nullopt,
@@ -361,17 +356,26 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
       for (std::vector<float>* b : {&q, &attn}) b->resize(T * qd);
       for (std::vector<float>* b : {&k, &v}) b->resize(T * kvd);
       for (std::vector<float>* b : {&g, &u}) b->resize(T * F);
-      for (std::vector<float>* b : {&kbuf, &vbuf}) b->resize(max_len * kvd);
       sel.resize(out_rows * H);
       logits.resize(out_rows * V);
       scratch.resize(scratch_rows * V);
-      kv_pos.resize(max_len);
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(absl::StrCat(what, ": the allocation failed"));
     }
   }
-  for (int64_t p = 0; p < max_len; ++p) kv_pos[p] = static_cast<int32_t>(p);
-  cache.Apply(*plan);
+  // From here the step's blocks are attached; lengths advance only when it succeeds, so a
+  // failure below leaves every sequence's length and stored K/V as they were.
+  if (absl::Status s = cache.Reserve(*plan); !s.ok()) return s;
+  std::vector<kernels::PagedSeq> paged;
+  {
+    int64_t row = 0;
+    for (size_t b = 0; b < batch.size(); ++b) {
+      const int64_t n = static_cast<int64_t>(batch[b].tokens.size());
+      paged.push_back({.q_begin = row, .q_len = n, .first_position = starts[b],
+                       .kv_len = starts[b] + n, .blocks = cache.blocks().BlockTable(batch[b].seq)});
+      row += n;
+    }
+  }
 
   if (absl::Status s = embedding_.Forward(F32View(x, T, H), ids); !s.ok()) return s;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -390,20 +394,14 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
     }
     kernels::Rope(F32View(q, T, qd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
     kernels::Rope(F32View(k, T, kvd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
-    int64_t row = 0;
     const int64_t layer = &L - layers_.data();
     for (size_t b = 0; b < batch.size(); ++b) {
-      const int64_t n = static_cast<int64_t>(batch[b].tokens.size());
-      const int64_t len = starts[b] + n;
-      cache.Write(layer, batch[b].seq, starts[b], k.data() + row * kvd, v.data() + row * kvd, n);
-      cache.Gather(layer, batch[b].seq, len, kbuf.data(), vbuf.data());
-      kernels::Attention(Tensor(attn.data() + row * qd, DType::kF32, {n, qd}),
-                         ConstTensor(q.data() + row * qd, DType::kF32, {n, qd}),
-                         ConstTensor(kbuf.data(), DType::kF32, {len, kvd}),
-                         ConstTensor(vbuf.data(), DType::kF32, {len, kvd}),
-                         positions.data() + row, kv_pos.data(), D, window, scale);
-      row += n;
+      const int64_t row = paged[b].q_begin;
+      cache.Write(layer, batch[b].seq, starts[b], k.data() + row * kvd, v.data() + row * kvd,
+                  paged[b].q_len);
     }
+    kernels::PagedAttention(F32View(attn, T, qd), nullptr, ConstTensor(q.data(), DType::kF32, {T, qd}),
+                            cache.Layer(layer, local_kv_heads_), paged, D, window, scale);
     if (absl::Status s = L.o.Forward(F32View(o, T, H), F32View(attn, T, qd)); !s.ok()) return s;
     AddInPlace(x, o, T * H);
     kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.ffn_norm.cview(), c.norm_eps);
@@ -430,7 +428,12 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   }
   kernels::RmsNorm(F32View(sel, out_rows, H), F32View(sel, out_rows, H), final_norm_.cview(),
                    c.norm_eps);
-  return lm_head_.Forward(F32View(logits, out_rows, V), F32View(sel, out_rows, H), scratch.data());
+  if (absl::Status s = lm_head_.Forward(F32View(logits, out_rows, V), F32View(sel, out_rows, H),
+                                        scratch.data());
+      !s.ok()) {
+    return s;
+  }
+  return cache.Commit(*plan);
 }
 
 }  // namespace tessera

@@ -5,7 +5,8 @@
 // Forward() runs one step over a batch of sequences: each contributes a chunk of new tokens
 // (a prefill chunk of any length, or one decode token) whose K/V are appended to the paged
 // cache, and all tokens of the batch go through each linear layer together (matrix-matrix).
-// Attention is computed per sequence against its cached K/V.
+// Attention is one kernels::PagedAttention call per layer for the whole batch, reading K/V
+// straight from the block tables. A sequence may appear once per step.
 //
 // Dims: T tokens in the step, H hidden, Hq/Hkv heads (this rank's share), D head dim,
 // F FFN size (this rank's share), V vocab. Loading is the only fallible setup step;
@@ -56,8 +57,9 @@ class Transformer {
                                                            const LoadOptions& options);
 
   // Runs one step. `logits` receives, in batch order, V floats per sequence (its last
-  // token) or per token (all_logits). Token ids are checked against the vocabulary and the
-  // KV cache capacity is planned before anything changes; on error nothing was appended.
+  // token) or per token (all_logits). Token ids, duplicate sequences and the KV cache
+  // capacity are checked before anything changes; on any error every sequence's length
+  // and stored K/V are as before the step.
   absl::Status Forward(std::span<const SeqChunk> batch, KvCache& cache,
                        std::vector<float>& logits) const;
 

@@ -49,7 +49,7 @@ TEST(KvCache, PlanIsPureApplyAllocatesBlocks) {
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(plan->new_blocks, (std::vector<int64_t>{2, 1}));
   EXPECT_EQ(cache.free_blocks(), 5);  // planning changed nothing
-  cache.Apply(*plan);
+  ASSERT_TRUE(cache.Apply(*plan).ok());
   EXPECT_EQ(cache.free_blocks(), 2);
   EXPECT_EQ(cache.length(7), 6);
   // Two more tokens for seq 7 fit in its second block; three more need a new one.
@@ -69,14 +69,40 @@ TEST(KvCache, FullIsResourceExhaustedAndFreeReturnsBlocks) {
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(plan.status().message().find("need 3 blocks"), std::string::npos);
   const KvCache::Append fits[] = {{1, 4}};
-  cache.Apply(*cache.PlanAppend(fits));
+  ASSERT_TRUE(cache.Apply(*cache.PlanAppend(fits)).ok());
   EXPECT_EQ(cache.free_blocks(), 0);
-  cache.Free(1);
+  ASSERT_TRUE(cache.Free(1).ok());
   EXPECT_EQ(cache.free_blocks(), 2);
   EXPECT_EQ(cache.length(1), 0);
+  EXPECT_EQ(cache.Free(1).code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(KvCache, WriteThenGatherAcrossBlocks) {
+TEST(KvCache, DuplicatesStalePlansAndReserveWithoutCommit) {
+  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 4});
+  ASSERT_NE(cache_owner, nullptr);
+  KvCache& cache = *cache_owner;
+  const KvCache::Append twice[] = {{1, 1}, {1, 2}};
+  auto dup = cache.PlanAppend(twice);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.status().message().find("sequence 1 appears twice in one step"), std::string::npos);
+  const KvCache::Append a[] = {{1, 3}};
+  auto plan = cache.PlanAppend(a);
+  ASSERT_TRUE(plan.ok());
+  // Reserved but not committed (a step that failed): the length is unchanged, the blocks
+  // stay with the sequence, and the same plan cannot be applied again.
+  ASSERT_TRUE(cache.Reserve(*plan).ok());
+  EXPECT_EQ(cache.length(1), 0);
+  EXPECT_EQ(cache.free_blocks(), 2);
+  EXPECT_EQ(cache.Reserve(*plan).code(), absl::StatusCode::kFailedPrecondition);
+  // The retry needs no new blocks.
+  auto retry = cache.PlanAppend(a);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->new_blocks[0], 0);
+  ASSERT_TRUE(cache.Apply(*retry).ok());
+  EXPECT_EQ(cache.length(1), 3);
+}
+
+TEST(KvCache, WritesLandWhereTheLayerViewReadsThem) {
   std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6});
   ASSERT_NE(cache_owner, nullptr);
   KvCache& cache = *cache_owner;
@@ -85,7 +111,7 @@ TEST(KvCache, WriteThenGatherAcrossBlocks) {
     for (SeqId s : {SeqId{1}, SeqId{2}}) {
       const KvCache::Append a[] = {{s, 2}};
       const int64_t pos = cache.length(s);
-      cache.Apply(*cache.PlanAppend(a));
+      ASSERT_TRUE(cache.Apply(*cache.PlanAppend(a)).ok());
       for (int layer = 0; layer < 2; ++layer) {
         std::vector<float> k, v;
         for (int i = 0; i < 2; ++i) {
@@ -99,13 +125,15 @@ TEST(KvCache, WriteThenGatherAcrossBlocks) {
     }
   }
   for (SeqId s : {SeqId{1}, SeqId{2}}) {
+    EXPECT_EQ(cache.length(s), 8);
+    const std::span<const int32_t> table = cache.blocks().BlockTable(s);
     for (int layer = 0; layer < 2; ++layer) {
-      std::vector<float> k(8 * 2), v(8 * 2);
-      cache.Gather(layer, s, 8, k.data(), v.data());
+      const kernels::PagedKv view = cache.Layer(layer, 1);
       for (int p = 0; p < 8; ++p) {
+        const int64_t at = table[p / 3] * view.block_stride + (p % 3) * 2;
         for (int d = 0; d < 2; ++d) {
-          EXPECT_EQ(k[p * 2 + d], 1000 * s + 100 * layer + 10 * p + d);
-          EXPECT_EQ(v[p * 2 + d], -(1000 * s + 100 * layer + 10 * p + d));
+          EXPECT_EQ(view.k[at + d], 1000 * s + 100 * layer + 10 * p + d);
+          EXPECT_EQ(view.v[at + d], -(1000 * s + 100 * layer + 10 * p + d));
         }
       }
     }
