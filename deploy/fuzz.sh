@@ -46,7 +46,11 @@ for t in "${targets[@]}"; do
   repro=$(find "$work/artifacts" -type f | sort | tr '\n' ' ')
   if ((rc != 0)) || [[ -n $repro ]]; then
     summary=$(grep -m 1 -E '^(==[0-9]+==ERROR|SUMMARY:|.*runtime error:|ERROR: libFuzzer)' "$log" || true)
+    # The innermost frame in Tessera's own code, to tell findings apart at a glance.
+    frame=$(grep -m 1 -oE ' in tessera::([A-Za-z0-9_]+::|\(anonymous namespace\)::)*[A-Za-z0-9_~]+' \
+      "$log" || true)
     echo "fuzz: $t: FAILED (exit $rc) after ${execs:-?} runs, ${cov:-no coverage line}: ${summary:-see $log}" >&2
+    [[ -z $frame ]] || echo "fuzz: $t: first Tessera frame:$frame" >&2
     echo "fuzz: $t: reproducer: ${repro:-none written; see $log}" >&2
     failed+=("$t")
   else
