@@ -2,11 +2,13 @@
 // tokenizer (tests/data/golden/llama/tokenizer.json, optionally with the ChatML and Llama 3
 // special tokens added) gets a fuzzed chat_template through tokenizer_config.json; then
 // DetectChatFormat, DefaultSystemMessage, ApplyChatTemplate in both formats over fuzzed
-// messages, and an Encode (parse_special) and Decode of the rendered prompt.
+// messages, and for the detected format an Encode (parse_special) of the rendered prompt,
+// EncodeChat, and Decodes.
 //
 // Input: one flags byte, then NUL-separated fields: the template, then role, content,
 // role, content, ... Flags: bit 0 add_generation_prompt; bit 1 vocabulary has the chat
-// special tokens; bit 2 chat_template given as [{"name": "default", "template": ...}].
+// special tokens; bit 2 chat_template given as [{"name": "default", "template": ...}];
+// bit 3 EncodeChat's parse_special_in_content.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -83,6 +85,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     opts.add_special = format != tk::ChatFormat::kLlama3;
     const std::vector<int32_t> ids = tessera::fuzz::Ids(t.Encode(prompt, opts));
     (void)t.Decode(ids, /*skip_special=*/false);
+    // The conversation encoder: markers as control tokens, contents as plain text.
+    tk::ChatEncodeOptions chat;
+    chat.add_generation_prompt = gen;
+    chat.default_system = system;
+    chat.parse_special_in_content = flags & 8;
+    const std::vector<int32_t> chat_ids =
+        tessera::fuzz::Ids(tk::EncodeChat(t, format, messages, chat));
+    (void)t.Decode(chat_ids, /*skip_special=*/false);
   }
   return 0;
 }
