@@ -10,14 +10,18 @@ namespace tessera {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-absl::StatusOr<json> ReadJsonObject(const std::string& path) {
-  auto text = ReadFileToString(path);
-  if (!text.ok()) return text.status();
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+absl::StatusOr<json> ParseJsonObject(absl::string_view text, const std::string& path) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid JSON object"));
   }
   return j;
+}
+
+absl::StatusOr<json> ReadJsonObject(const std::string& path) {
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  return ParseJsonObject(*text, path);
 }
 
 absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::string& dir) {

@@ -46,5 +46,7 @@ class HfCheckpoint {
 
 // Parses a JSON file into an object, with an error naming the file.
 absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path);
+// The same for text already in memory; `path` names it in errors.
+absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view text, const std::string& path);
 
 }  // namespace tessera

@@ -220,6 +220,12 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
                            num("original_max_position_embeddings", original)}) {
       if (!s.ok()) return s;
     }
+    // A double outside int64's range does not convert (undefined behaviour); 2^53 is far
+    // above any context length and exact in a double.
+    if (!(original >= 0 && original <= 9007199254740992.0)) {
+      return bad(absl::StrCat(key, ".original_max_position_embeddings"),
+                 absl::StrCat("must be in [0, 2^53], found ", original));
+    }
     c.rope_original_context = static_cast<int64_t>(original);
     auto type = rp->find("rope_type");
     if (type == rp->end()) type = rp->find("type");

@@ -28,7 +28,8 @@ class HfLoader {
       : file_(std::move(file)), d_(d), vocab_(vocab) {}
 
   absl::Status Load(const json& root);
-  absl::Status LoadConfig(const std::string& path);
+  // `text` is tokenizer_config.json; `path` names it in errors.
+  absl::Status LoadConfig(absl::string_view text, const std::string& path);
 
  private:
   absl::Status Err(absl::string_view where, absl::string_view problem) const {
@@ -472,10 +473,8 @@ std::optional<int32_t> HfLoader::ConfigToken(const json& cfg, const char* key) c
   return d_.Find(text);
 }
 
-absl::Status HfLoader::LoadConfig(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  if (!text.ok()) return text.status();
-  const json cfg = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+absl::Status HfLoader::LoadConfig(absl::string_view text, const std::string& path) {
+  const json cfg = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (cfg.is_discarded() || !cfg.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid JSON object"));
   }
@@ -513,18 +512,32 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfDir(const std::strin
   const std::string path = (std::filesystem::path(dir) / "tokenizer.json").string();
   absl::StatusOr<std::string> text = ReadFileToString(path);
   if (!text.ok()) return text.status();
+  const std::string cfg_path = (std::filesystem::path(dir) / "tokenizer_config.json").string();
+  std::optional<std::string> cfg;
+  std::error_code ec;
+  if (std::filesystem::exists(cfg_path, ec)) {
+    absl::StatusOr<std::string> cfg_text = ReadFileToString(cfg_path);
+    if (!cfg_text.ok()) return cfg_text.status();
+    cfg = std::move(*cfg_text);
+  }
+  return FromHfJson(*text, cfg, dir);
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfJson(
+    const std::string& tokenizer_json, std::optional<absl::string_view> tokenizer_config,
+    const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / "tokenizer.json").string();
   auto d = std::make_unique<TokenizerData>();
   d->source = path;
   {
-    absl::StatusOr<TokenizerJson> parsed = ParseTokenizerJson(*text, path);
+    absl::StatusOr<TokenizerJson> parsed = ParseTokenizerJson(tokenizer_json, path);
     if (!parsed.ok()) return parsed.status();
     HfLoader loader(path, *d, &*parsed);
     try {
       if (absl::Status s = loader.Load(parsed->root); !s.ok()) return s;
-      const std::string cfg = (std::filesystem::path(dir) / "tokenizer_config.json").string();
-      std::error_code ec;
-      if (std::filesystem::exists(cfg, ec)) {
-        if (absl::Status s = loader.LoadConfig(cfg); !s.ok()) return s;
+      if (tokenizer_config) {
+        const std::string cfg = (std::filesystem::path(dir) / "tokenizer_config.json").string();
+        if (absl::Status s = loader.LoadConfig(*tokenizer_config, cfg); !s.ok()) return s;
       }
     } catch (const json::exception& e) {
       // Type checks above should make this unreachable; a malformed file must still not crash.

@@ -65,6 +65,12 @@ class Tokenizer {
   // From `dir`/tokenizer.json, plus `dir`/tokenizer_config.json when present (BOS/EOS,
   // add_bos_token/add_eos_token, chat_template).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHfDir(const std::string& dir);
+  // As FromHfDir, from the bytes of tokenizer.json and of tokenizer_config.json (nullopt:
+  // no such file); errors name the files as if they were in `dir`. The entry point a
+  // fuzzer drives.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHfJson(
+      const std::string& tokenizer_json, std::optional<absl::string_view> tokenizer_config,
+      const std::string& dir);
 
   ~Tokenizer();
   Tokenizer(const Tokenizer&) = delete;

@@ -218,5 +218,21 @@ TEST_F(HfDir, BadConfigNamesTheKey) {
       << model.status();
 }
 
+// Found by tests/fuzz/config_fuzz.cc (regressions/config/rope-original-context-1e300.json):
+// the double was converted to int64 unchecked, which is undefined for 1e300.
+TEST_F(HfDir, RopeOriginalContextOutOfRangeNamesTheKey) {
+  Write("config.json", R"({"model_type":"llama","num_hidden_layers":2,"hidden_size":64,
+    "num_attention_heads":4,"intermediate_size":96,"vocab_size":100,"max_position_embeddings":256,
+    "rope_scaling":{"rope_type":"llama3","factor":8.0,"original_max_position_embeddings":1e300}})");
+  Write("model.safetensors", Make("{}", {}));
+  auto model = ModelSource::Open(dir_.string());
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(model.status().message().find(
+                "config.json: rope_scaling.original_max_position_embeddings: must be in [0, 2^53]"),
+            std::string::npos)
+      << model.status();
+}
+
 }  // namespace
 }  // namespace tessera
