@@ -328,7 +328,7 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
       positions.push_back(static_cast<int32_t>(start + i));
     }
     appends.push_back({s.seq, static_cast<int64_t>(s.tokens.size())});
-    out_rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+    out_rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : s.logits ? 1 : 0;
   }
   auto plan = cache.PlanAppend(appends);
   if (!plan.ok()) return plan.status();
@@ -365,7 +365,11 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   }
   // From here the step's blocks are attached; lengths advance only when it succeeds, so a
   // failure below leaves every sequence's length and stored K/V as they were.
-  if (absl::Status s = cache.Reserve(*plan); !s.ok()) return s;
+  // (A step whose blocks a step plan already reserved has no ops: the generation, which
+  // the leader's plans are stamped with, then stays in step with the leader's.)
+  if (!plan->ops.empty()) {
+    if (absl::Status s = cache.Reserve(*plan); !s.ok()) return s;
+  }
   std::vector<kernels::PagedSeq> paged;
   {
     int64_t row = 0;
@@ -421,17 +425,19 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   for (const SeqChunk& s : batch) {
     const int64_t n = static_cast<int64_t>(s.tokens.size());
     const int64_t first = s.all_logits ? row : row + n - 1;
-    const int64_t count = s.all_logits ? n : 1;
+    const int64_t count = s.all_logits ? n : s.logits ? 1 : 0;
     std::memcpy(sel.data() + out * H, x.data() + first * H, sizeof(float) * count * H);
     out += count;
     row += n;
   }
-  kernels::RmsNorm(F32View(sel, out_rows, H), F32View(sel, out_rows, H), final_norm_.cview(),
-                   c.norm_eps);
-  if (absl::Status s = lm_head_.Forward(F32View(logits, out_rows, V), F32View(sel, out_rows, H),
-                                        scratch.data());
-      !s.ok()) {
-    return s;
+  if (out_rows > 0) {  // every rank takes the same branch: the batch is the same everywhere
+    kernels::RmsNorm(F32View(sel, out_rows, H), F32View(sel, out_rows, H), final_norm_.cview(),
+                     c.norm_eps);
+    if (absl::Status s = lm_head_.Forward(F32View(logits, out_rows, V), F32View(sel, out_rows, H),
+                                          scratch.data());
+        !s.ok()) {
+      return s;
+    }
   }
   return cache.Commit(*plan);
 }

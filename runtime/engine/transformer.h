@@ -46,6 +46,7 @@ struct SeqChunk {
   SeqId seq;
   std::span<const int32_t> tokens;  // new tokens; positions start at the cache's length
   bool all_logits = false;          // logits for every token, not only the last
+  bool logits = true;               // false: no logits at all (a non-final prefill chunk)
 };
 
 class Transformer {
@@ -57,7 +58,7 @@ class Transformer {
                                                            const LoadOptions& options);
 
   // Runs one step. `logits` receives, in batch order, V floats per sequence (its last
-  // token) or per token (all_logits). Token ids, duplicate sequences and the KV cache
+  // token), per token (all_logits) or none (logits = false: the LM head is skipped). Token ids, duplicate sequences and the KV cache
   // capacity are checked before anything changes; on any error every sequence's length
   // and stored K/V are as before the step.
   absl::Status Forward(std::span<const SeqChunk> batch, KvCache& cache,
