@@ -162,7 +162,8 @@ TEST_F(SmolLM2, FastPathAgreesWithExactPath) {
 TEST_F(SmolLM2, TokenizerMatchesTransformersOnThePrompts) {
   auto tok = tokenizer::Tokenizer::FromGguf(*source_->gguf());
   ASSERT_TRUE(tok.ok()) << tok.status();
-  for (const json& pr : Reference()["prompts"]) {
+  const json ref = Reference();  // a range-for over Reference()["prompts"] would dangle
+  for (const json& pr : ref["prompts"]) {
     std::vector<int32_t> ids;
     if (pr["chat"].get<bool>()) {
       const tokenizer::ChatMessage msg{"user", pr["text"].get<std::string>()};
