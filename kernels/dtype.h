@@ -3,7 +3,10 @@
 // Quantized types are stored in blocks of `BlockElems()` elements taking `BlockBytes()`
 // bytes, laid out as llama.cpp's ggml defines them. A row of a quantized matrix is a whole
 // number of blocks; a tensor whose innermost dimension is not a multiple of the block size
-// cannot be stored in that type. Every function here is pure and thread-safe.
+// cannot be stored in that type. kU8 and kI32 are not weight types: they type byte and
+// integer payloads (step plans, token ids, counters) handed to communicators, and no weight
+// reader, kernel or DTypeFromName() produces or takes them. Every function here is pure and
+// thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +25,8 @@ enum class DType : uint8_t {
   kQ5_0,
   kQ4_K,
   kQ6_K,
+  kU8,   // payloads only (see above)
+  kI32,  // payloads only
 };
 
 struct DTypeInfo {
@@ -43,13 +48,19 @@ constexpr DTypeInfo Info(DType t) {
     case DType::kQ5_0: return {"Q5_0", 32, 22, true};
     case DType::kQ4_K: return {"Q4_K", 256, 144, true};
     case DType::kQ6_K: return {"Q6_K", 256, 210, true};
+    case DType::kU8: return {"U8", 1, 1, false};
+    case DType::kI32: return {"I32", 1, 4, false};
   }
   return {"?", 1, 1, false};  // unreachable: every enumerator is handled above
 }
 
 constexpr absl::string_view Name(DType t) { return Info(t).name; }
 
-// The type named `name` ("F32", "bf16", "Q4_K", ...; case-insensitive), if any.
+// Whether weights may have type `t` (every type but the payload types kU8 and kI32).
+constexpr bool IsWeightType(DType t) { return t != DType::kU8 && t != DType::kI32; }
+
+// The weight type named `name` ("F32", "bf16", "Q4_K", ...; case-insensitive), if any;
+// never a payload type.
 std::optional<DType> DTypeFromName(absl::string_view name);
 
 // Bytes taken by `n` elements of type `t`, or nullopt if `n` is negative, is not a whole

@@ -34,8 +34,9 @@ enum class CollectiveKind : uint8_t {
   kBarrier,
   kSend,
   kRecv,
+  kGather,
 };
-inline constexpr int kNumCollectiveKinds = 8;
+inline constexpr int kNumCollectiveKinds = 9;
 
 constexpr const char* CollectiveName(CollectiveKind kind) {
   switch (kind) {
@@ -55,6 +56,8 @@ constexpr const char* CollectiveName(CollectiveKind kind) {
       return "send";
     case CollectiveKind::kRecv:
       return "recv";
+    case CollectiveKind::kGather:
+      return "gather";
   }
   return "?";  // unreachable: every enumerator is handled above
 }
@@ -62,7 +65,8 @@ constexpr const char* CollectiveName(CollectiveKind kind) {
 // Per-rank counters, for `--stats`. A call is counted once its arguments are accepted,
 // whether or not it then completes. `bytes` is this rank's payload: the buffer it hands in
 // (all-reduce: data; all-gather, reduce-scatter: in; all-to-all-v: the elements it sends;
-// broadcast: data, on every rank; send: bytes sent; recv: bytes received; barrier: 0).
+// broadcast: data, on every rank; gather: in; send: bytes sent; recv: bytes received;
+// barrier: 0).
 struct CollectiveStats {
   struct Counter {
     int64_t calls = 0;
@@ -113,6 +117,10 @@ class Communicator {
   // `out` in source order. Counts are in elements; rows of a [*, H] tensor are H elements.
   virtual absl::Status AllToAllV(kernels::Tensor out, std::span<const int64_t> recv_counts,
                                  kernels::ConstTensor in, std::span<const int64_t> send_counts) = 0;
+  // out [size, n] on `root` <- in [n] of every rank, rank-major (any type, as bytes). `out`
+  // is not touched on other ranks and may be empty there. What results only the leader
+  // needs (logits) travel by.
+  virtual absl::Status Gather(kernels::Tensor out, kernels::ConstTensor in, int root) = 0;
   // data (any type, as bytes) on every rank <- data on `root`.
   virtual absl::Status Broadcast(kernels::Tensor data, int root) = 0;
   virtual absl::Status Barrier() = 0;

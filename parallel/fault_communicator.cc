@@ -71,6 +71,12 @@ absl::Status FaultInjectingCommunicator::AllToAllV(kernels::Tensor out,
   return base_->AllToAllV(out, recv_counts, in, send_counts);
 }
 
+absl::Status FaultInjectingCommunicator::Gather(kernels::Tensor out, kernels::ConstTensor in,
+                                                int root) {
+  if (absl::Status s = Before(CollectiveKind::kGather); !s.ok()) return s;
+  return base_->Gather(out, in, root);
+}
+
 absl::Status FaultInjectingCommunicator::Broadcast(kernels::Tensor data, int root) {
   if (absl::Status s = Before(CollectiveKind::kBroadcast); !s.ok()) return s;
   return base_->Broadcast(data, root);

@@ -43,6 +43,7 @@ class FaultInjectingCommunicator final : public Communicator {
   absl::Status ReduceScatterSum(kernels::Tensor out, kernels::ConstTensor in) override;
   absl::Status AllToAllV(kernels::Tensor out, std::span<const int64_t> recv_counts,
                          kernels::ConstTensor in, std::span<const int64_t> send_counts) override;
+  absl::Status Gather(kernels::Tensor out, kernels::ConstTensor in, int root) override;
   absl::Status Broadcast(kernels::Tensor data, int root) override;
   absl::Status Barrier() override;
   absl::StatusOr<std::unique_ptr<PendingSendRecv>> StartSendRecv(kernels::ConstTensor send, int dst,

@@ -160,9 +160,13 @@ absl::Status InProcessCommunicator::Collective(
         (p.kind != CollectiveKind::kAllToAllV && p.numel != me.numel)) {
       status = absl::InvalidArgumentError(absl::StrCat(
           "call #", seq, " does not match across ranks: rank ", rank_, " made ", what,
-          me.kind == CollectiveKind::kBroadcast ? absl::StrCat(" from root ", me.root) : "",
+          me.kind == CollectiveKind::kBroadcast || me.kind == CollectiveKind::kGather
+              ? absl::StrCat(" root ", me.root)
+              : "",
           ", rank ", r, " made ", Describe(p.kind, p.numel, p.type),
-          p.kind == CollectiveKind::kBroadcast ? absl::StrCat(" from root ", p.root) : ""));
+          p.kind == CollectiveKind::kBroadcast || p.kind == CollectiveKind::kGather
+              ? absl::StrCat(" root ", p.root)
+              : ""));
       break;
     }
   }
@@ -273,6 +277,30 @@ absl::Status InProcessCommunicator::AllToAllV(Tensor out, std::span<const int64_
       const int64_t bytes = *Bytes(in.type, recv_counts[src]);
       if (bytes > 0) std::memcpy(o, p.bytes.data() + *Bytes(in.type, offset), bytes);
       o += bytes;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status InProcessCommunicator::Gather(Tensor out, ConstTensor in, int root) {
+  if (absl::Status s = CheckCpu(in, CollectiveKind::kGather); !s.ok()) return s;
+  if (root < 0 || root >= size()) {
+    return absl::InvalidArgumentError(absl::StrCat("gather: root ", root, " of ", size(), " ranks"));
+  }
+  const int64_t n = in.numel();
+  if (rank_ == root && (out.type != in.type || out.numel() < n * size())) {
+    return absl::InvalidArgumentError(absl::StrCat("gather: out holds ", out.numel(), " ",
+                                                   kernels::Name(out.type), ", needs ", n * size(),
+                                                   " ", kernels::Name(in.type)));
+  }
+  stats_.Count(CollectiveKind::kGather, *Bytes(in.type, n));
+  Post post{CollectiveKind::kGather, in.type, n, root, {}, CopyOf(in, n)};
+  return Collective(std::move(post), [&](const std::vector<const Post*>& all) {
+    if (rank_ != root) return absl::OkStatus();
+    auto* o = static_cast<uint8_t*>(out.data);
+    for (const Post* p : all) {
+      std::memcpy(o, p->bytes.data(), p->bytes.size());
+      o += p->bytes.size();
     }
     return absl::OkStatus();
   });

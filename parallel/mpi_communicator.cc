@@ -329,6 +329,36 @@ absl::Status MpiCommunicator::AllToAllV(Tensor out, std::span<const int64_t> rec
   return Complete(&req, 1, what);
 }
 
+absl::Status MpiCommunicator::Gather(Tensor out, ConstTensor in, int root) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (absl::Status s = CheckTensor(in, CollectiveKind::kGather); !s.ok()) return s;
+  if (root < 0 || root >= size_) {
+    return absl::InvalidArgumentError(absl::StrCat("gather: root ", root, " of ", size_, " ranks"));
+  }
+  if (rank_ == root) {
+    if (absl::Status s = CheckTensor(out, CollectiveKind::kGather); !s.ok()) return s;
+    if (out.type != in.type || out.numel() < in.numel() * size_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gather: out holds ", out.numel(), " ", kernels::Name(out.type), ", needs ",
+                       in.numel() * size_, " ", kernels::Name(in.type)));
+    }
+  }
+  absl::StatusOr<MPI_Datatype> unit = Unit(in.type);
+  if (!unit.ok()) return unit.status();
+  stats_.Count(CollectiveKind::kGather, Bytes(in));
+  const std::string what = absl::StrCat(Describe(CollectiveKind::kGather, in.numel(), in.type),
+                                        " to rank ", root);
+  const int n = static_cast<int>(Units(in.type, in.numel()));
+  MPI_Request req = MPI_REQUEST_NULL;
+  if (absl::Status s = Mpi(MPI_Igather(in.data, n, *unit, rank_ == root ? out.data : nullptr, n,
+                                       *unit, root, comm_, &req),
+                           what);
+      !s.ok()) {
+    return s;
+  }
+  return Complete(&req, 1, what);
+}
+
 absl::Status MpiCommunicator::Broadcast(Tensor data, int root) {
   if (absl::Status s = Usable(); !s.ok()) return s;
   if (absl::Status s = CheckTensor(data, CollectiveKind::kBroadcast); !s.ok()) return s;

@@ -74,6 +74,7 @@ class MpiCommunicator final : public Communicator {
   absl::Status ReduceScatterSum(kernels::Tensor out, kernels::ConstTensor in) override;
   absl::Status AllToAllV(kernels::Tensor out, std::span<const int64_t> recv_counts,
                          kernels::ConstTensor in, std::span<const int64_t> send_counts) override;
+  absl::Status Gather(kernels::Tensor out, kernels::ConstTensor in, int root) override;
   absl::Status Broadcast(kernels::Tensor data, int root) override;
   absl::Status Barrier() override;
   // The exchange must be waited for (or destroyed) before this communicator is.

@@ -34,6 +34,11 @@ class SoloCommunicator final : public Communicator {
     stats_.Count(CollectiveKind::kAllToAllV, Bytes(in));
     return Copy(out, in, "AllToAllV");
   }
+  absl::Status Gather(kernels::Tensor out, kernels::ConstTensor in, int root) override {
+    if (root != 0) return absl::InvalidArgumentError(absl::StrCat("Gather root ", root));
+    stats_.Count(CollectiveKind::kGather, Bytes(in));
+    return Copy(out, in, "Gather");
+  }
   absl::Status Broadcast(kernels::Tensor data, int root) override {
     if (root != 0) return absl::InvalidArgumentError(absl::StrCat("Broadcast root ", root));
     stats_.Count(CollectiveKind::kBroadcast, Bytes(data));

@@ -182,6 +182,9 @@ void DequantizeRow(float* out, const void* src_void, DType type, int64_t n) {
     case DType::kQ5_0: return Blocks<BlockQ5_0>(out, src, n, info.block_elems, info.block_bytes);
     case DType::kQ4_K: return Blocks<BlockQ4_K>(out, src, n, info.block_elems, info.block_bytes);
     case DType::kQ6_K: return Blocks<BlockQ6_K>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kU8:
+    case DType::kI32:
+      break;  // payload types: no weight has them (loaders produce weight types only)
   }
 }
 

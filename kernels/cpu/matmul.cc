@@ -21,6 +21,7 @@ Dims CheckShapes(const Tensor& out, const ConstTensor& x, const ConstTensor& w) 
                  "MatMul: CPU kernel handed a non-CPU tensor");
   TESSERA_KCHECK(out.type == DType::kF32 && x.type == DType::kF32, "MatMul: out and x must be f32");
   TESSERA_KCHECK(w.rank == 2, "MatMul: w must be [N, K]");
+  TESSERA_KCHECK(IsWeightType(w.type), "MatMul: w has a payload type, not a weight type");
   const Dims d{x.rows(), x.cols(), w.dim(0), 0};
   TESSERA_KCHECK(w.dim(1) == d.k, "MatMul: x is [T, K] but w is not [N, K]");
   TESSERA_KCHECK(out.rows() == d.t && out.cols() == d.n, "MatMul: out must be [T, N]");

@@ -436,6 +436,9 @@ RowsDotF32Fn Avx2RowsDotF32Act(DType t) {
       return ByNt<Quant<Q4_K>::K>;
     case DType::kQ6_K:
       return ByNt<Quant<Q6_K>::K>;
+    case DType::kU8:
+    case DType::kI32:
+      return nullptr;  // payload types: MatMul refuses them
   }
   return nullptr;  // unreachable: every enumerator is handled above
 }
@@ -460,6 +463,9 @@ DequantizeRowFn Avx2DequantizeRow(DType t) {
       return DequantRowQ<Q4_K>;
     case DType::kQ6_K:
       return DequantRowQ<Q6_K>;
+    case DType::kU8:
+    case DType::kI32:
+      return nullptr;  // payload types: MatMul refuses them
   }
   return nullptr;  // unreachable: every enumerator is handled above
 }

@@ -286,6 +286,9 @@ RowDotFn Avx2RowDotQ8Act(DType t) {
     case DType::kQ5_0: return ByNt<KQ5_0>;
     case DType::kQ4_K: return ByNt<KQ4_K>;
     case DType::kQ6_K: return ByNt<KQ6_K>;
+    case DType::kU8:
+    case DType::kI32:
+      return nullptr;  // payload types: MatMul refuses them
   }
   return nullptr;  // unreachable: every enumerator is handled above
 }

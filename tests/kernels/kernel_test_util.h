@@ -131,6 +131,9 @@ inline void QuantizeRow(uint8_t* out, const float* x, DType t, int64_t k, std::m
         PutU16(out + 208, FloatToHalf(std::uniform_real_distribution<float>(0.0005f, 0.002f)(rng)));
       }
       return;
+    case DType::kU8:
+    case DType::kI32:
+      break;  // payload types: no weight has them
   }
 }
 

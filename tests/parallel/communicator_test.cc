@@ -136,6 +136,36 @@ TEST_P(InProcessTest, BroadcastBytesOfAnyDtype) {
   }));
 }
 
+TEST_P(InProcessTest, GatherReachesTheRootOnly) {
+  const int n = GetParam();
+  auto comms = InProcessCommunicator::MakeGroup(n);
+  ExpectAllOk(RunRanks(comms, [&](Communicator& c, int r) {
+    for (int root : {0, n - 1}) {
+      const int32_t mine[2] = {r, 100 + r};
+      std::vector<int32_t> out(2 * n, -1);
+      if (absl::Status s = c.Gather(Tensor(out.data(), DType::kI32, {n, 2}),
+                                    ConstTensor(mine, DType::kI32, {2}), root);
+          !s.ok()) {
+        return s;
+      }
+      for (int src = 0; src < n; ++src) {
+        EXPECT_EQ(out[2 * src], r == root ? src : -1);
+        EXPECT_EQ(out[2 * src + 1], r == root ? 100 + src : -1);
+      }
+      // Bytes: the root's `out` only needs room; other ranks may pass none.
+      const uint8_t b = static_cast<uint8_t>(r);
+      std::vector<uint8_t> bytes(r == root ? n : 0);
+      if (absl::Status s = c.Gather(Tensor(bytes.data(), DType::kU8, {r == root ? n : 0}),
+                                    ConstTensor(&b, DType::kU8, {1}), root);
+          !s.ok()) {
+        return s;
+      }
+      for (int src = 0; r == root && src < n; ++src) EXPECT_EQ(bytes[src], src);
+    }
+    return c.Barrier();
+  }));
+}
+
 TEST_P(InProcessTest, RingSendRecvOverlapsAndKeepsOrder) {
   const int n = GetParam();
   auto comms = InProcessCommunicator::MakeGroup(n);

@@ -574,6 +574,7 @@ class FakeGroup final : public Communicator {
                          std::span<const int64_t>) override {
     return absl::OkStatus();
   }
+  absl::Status Gather(Tensor, ConstTensor, int) override { return absl::OkStatus(); }
   absl::Status Broadcast(Tensor, int) override { return absl::OkStatus(); }
   absl::Status Barrier() override { return absl::OkStatus(); }
 };

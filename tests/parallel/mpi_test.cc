@@ -119,6 +119,18 @@ void CheckCollectives(MpiCommunicator& c) {
     CHECK_OK(c.Broadcast(Tensor(q.data(), DType::kQ8_0, {64}), root));
     for (int i = 0; i < 68; ++i) CHECK_TRUE(q[i] == 7 + i);
   }
+  for (int root : {0, n - 1}) {  // gather of i32 to one rank; others' out untouched
+    const int32_t mine[3] = {r, -r, 1000 + r};
+    std::vector<int32_t> out(3 * n, 7);
+    CHECK_OK(c.Gather(Tensor(out.data(), DType::kI32, {n, 3}),
+                      ConstTensor(mine, DType::kI32, {3}), root));
+    for (int src = 0; src < n; ++src) {
+      const bool ok = r == root ? out[3 * src] == src && out[3 * src + 1] == -src &&
+                                      out[3 * src + 2] == 1000 + src
+                                : out[3 * src] == 7 && out[3 * src + 2] == 7;
+      CHECK_TRUE(ok);
+    }
+  }
   CHECK_OK(c.Barrier());
   {  // a ring of send/recv, two in flight
     const int next = (r + 1) % n, prev = (r + n - 1) % n;
@@ -148,6 +160,7 @@ void CheckCollectives(MpiCommunicator& c) {
   CHECK_TRUE(st[CollectiveKind::kBroadcast].calls == 2 &&
              st[CollectiveKind::kBroadcast].bytes == 136);
   CHECK_TRUE(st[CollectiveKind::kBarrier].calls == 1);
+  CHECK_TRUE(st[CollectiveKind::kGather].calls == 2 && st[CollectiveKind::kGather].bytes == 24);
   CHECK_TRUE(st[CollectiveKind::kSend].calls == 2 && st[CollectiveKind::kSend].bytes == 32);
   CHECK_TRUE(st[CollectiveKind::kRecv].bytes == 32);
 }
