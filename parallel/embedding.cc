@@ -49,11 +49,14 @@ absl::Status ParallelLmHead::Forward(kernels::Tensor out, kernels::ConstTensor x
   const int64_t Vl = weight().dim(0);
   std::vector<float> local(static_cast<size_t>(T * Vl));
   kernels::MatMul(kernels::Tensor(local.data(), kernels::DType::kF32, {T, Vl}), x, weight());
-  kernels::Tensor gathered(scratch, kernels::DType::kF32, {tp, T, Vl});
-  if (absl::Status s = comm_->AllGather(gathered, kernels::ConstTensor(local.data(), kernels::DType::kF32, {T, Vl}));
+  const bool root = comm_->rank() == 0;
+  kernels::Tensor gathered(scratch, kernels::DType::kF32, {root ? tp : 0, T, Vl});
+  if (absl::Status s = comm_->Gather(
+          gathered, kernels::ConstTensor(local.data(), kernels::DType::kF32, {T, Vl}), 0);
       !s.ok()) {
     return s;
   }
+  if (!root) return absl::OkStatus();
   // [tp, T, V/tp] -> [T, V]
   float* y = out.as<float>();
   for (int r = 0; r < tp; ++r) {

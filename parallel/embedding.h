@@ -36,7 +36,9 @@ class VocabParallelEmbedding {
   Communicator* comm_ = nullptr;  // not owned
 };
 
-// in: Replicated [T, H] -> out: Replicated [T, V] (local logits [T, V/tp], one all-gather).
+// in: Replicated [T, H] -> out: [T, V] on the group's rank 0 only (local logits
+// [T, V/tp], one gather to rank 0): only the leader samples, so no other rank receives
+// the full logits.
 class ParallelLmHead {
  public:
   ParallelLmHead() = default;
@@ -44,7 +46,8 @@ class ParallelLmHead {
   ParallelLmHead(kernels::OwnedTensor weight, Communicator* comm);
   ParallelLmHead(const VocabParallelEmbedding* tied, Communicator* comm);
 
-  // scratch: [tp * T * V/tp] f32 when tp > 1 (unused otherwise).
+  // scratch: [tp * T * V/tp] f32 on rank 0 when tp > 1 (unused otherwise). `out` is
+  // written on rank 0 only; other ranks may pass an empty one.
   absl::Status Forward(kernels::Tensor out, kernels::ConstTensor x, float* scratch) const;
   int64_t bytes() const { return own_.bytes(); }
   bool tied() const { return tied_ != nullptr; }

@@ -1,14 +1,29 @@
-// One replica's engine on one process: many requests at once through the scheduler, one
-// batched Transformer::Forward per step.
+// One replica's engine: many requests at once through the scheduler, one batched
+// Transformer::Forward per step, on one process or across the ranks of an MPI world.
 //
-// Each Step(): the scheduler plans (which sequences, which tokens at which positions,
-// which KV blocks to allocate, free or preempt), the plan's block operations are applied to
-// the KV cache, the model runs the whole batch, the leader samples one token for each
-// sequence whose chunk reached its last known token (per-request Sampler, so a request's
-// tokens do not depend on what else is in the batch), and the scheduler takes the results.
-// The plan is exactly what a step-plan broadcast will carry to worker ranks.
+// The leader (world rank 0) owns the Engine. Each Step(): the scheduler plans (which
+// sequences, which tokens at which positions, which KV blocks to allocate, free or
+// preempt); the leader encodes the plan (serving/step_plan.h) and broadcasts it over the
+// world; every rank applies the plan's block operations to its KV cache and runs the whole
+// batch; the logits reach the leader only, which samples one token for each sequence whose
+// chunk reached its last known token (a per-request Sampler, so a request's tokens do not
+// depend on what else is in the batch); the scheduler takes the results.
 //
-// Not thread-safe: one thread drives an engine. Borrows the model, which must outlive it.
+// Every other rank runs RunWorker(): receive the engine's configuration once, then
+// receive plan -> decode and check it -> execute -> next, until the leader's stop plan.
+// Workers never see prompts, text or command lines beyond what loads the model. A plan that
+// does not decode, or does not match the worker's KV cache (a stale generation, a position
+// that is not the sequence's length), stops the worker with an error naming the field; the
+// leader's next collective then fails on its timeout, and the replica is torn down.
+//
+// Messages on the world communicator, in order: the configuration (48 bytes, magic
+// "TSEC"; or ReleaseWorkers()' message that no engine follows), then per step an i32 byte count and the plan's bytes. The leader sends a plan
+// for every step it applies; Step() on an idle engine sends nothing, so an idle leader
+// leaves its workers waiting in a broadcast: keep it busy or shut it down within the
+// communicator's timeout.
+//
+// Not thread-safe: one thread drives an engine. Borrows the model and the communicator,
+// which must outlive it.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "parallel/communicator.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/transformer.h"
 #include "runtime/sampling/sampler.h"
@@ -36,6 +52,7 @@ struct EngineRequest {
   serving::RequestId id = 0;
   std::vector<int32_t> prompt;
   SamplingParams sampling = {};  // max_new_tokens and stop_tokens included
+  bool prompt_logits = false;    // return every prompt position's logits when it finishes
 };
 
 // What one Step() produced for one request.
@@ -44,37 +61,76 @@ struct EngineOutput {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs = {};  // per token, under the model's unmodified distribution
   std::optional<serving::FinishReason> finish = {};
+  // Set when this request failed on its own (its logits could not be sampled): it is
+  // cancelled (finish kCancelled) and the other requests go on.
+  absl::Status error = absl::OkStatus();
+  std::vector<float> prompt_logits = {};  // [prompt, V], on the last output, when asked for
 };
 
 class Engine {
  public:
+  // `world`: the replica's world communicator (null or one rank: a single process). On a
+  // world of several ranks this is the leader's call, collective with RunWorker() on every
+  // other rank: it sends them `config`.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const Transformer& model,
-                                                        const EngineConfig& config);
+                                                        const EngineConfig& config,
+                                                        parallel::Communicator* world = nullptr);
+  // Stops the workers (Shutdown) if that has not been done.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   // Queues a request: INVALID_ARGUMENT for bad sampling parameters or token ids, and the
   // scheduler's refusals (context, pool size) with their numbers.
   absl::Status Add(EngineRequest request);
   bool Cancel(serving::RequestId id);
-  // Runs one step; empty when there was nothing to do.
+  // Runs one step; empty when there was nothing to do. After a failed step the engine is
+  // broken: every later Step() returns the same error.
   absl::StatusOr<std::vector<EngineOutput>> Step();
+  // Sends the workers the stop plan (once; later calls return the first result). Step()
+  // fails after it.
+  absl::Status Shutdown();
+
   bool idle() const { return scheduler_.idle(); }
   serving::SchedulerStats stats() const { return scheduler_.stats(); }
   const KvCache& cache() const { return *cache_; }
+  const EngineConfig& config() const { return config_; }
 
  private:
-  Engine(const Transformer& model, std::unique_ptr<KvCache> cache, serving::Scheduler scheduler)
-      : model_(model), cache_(std::move(cache)), scheduler_(std::move(scheduler)) {}
+  Engine(const Transformer& model, const EngineConfig& config, parallel::Communicator* world,
+         std::unique_ptr<KvCache> cache, serving::Scheduler scheduler)
+      : model_(model),
+        config_(config),
+        world_(world),
+        cache_(std::move(cache)),
+        scheduler_(std::move(scheduler)) {}
+  absl::StatusOr<std::vector<EngineOutput>> RunStep();
+  absl::Status SendPlan(const serving::StepPlan& plan);
 
   struct Live {
     Sampler sampler;
     std::vector<int32_t> history;  // prompt and generated tokens
+    std::vector<float> prompt_logits;  // [prompt, V] when asked for
   };
 
   const Transformer& model_;
+  const EngineConfig config_;
+  parallel::Communicator* const world_;  // null on one process; not owned
   std::unique_ptr<KvCache> cache_;
   serving::Scheduler scheduler_;
   std::map<serving::RequestId, Live> live_;
   std::vector<float> logits_;
+  absl::Status broken_;
+  std::optional<absl::Status> shutdown_;
 };
+
+// A worker rank's side of the engine (every world rank but 0): receives the configuration
+// and then every plan from the leader, and executes them, until the stop plan (OK) or an
+// error (a bad plan or configuration, a failed step, a dead leader).
+absl::Status RunWorker(const Transformer& model, parallel::Communicator& world);
+
+// The leader's call when it cannot start an engine (a bad prompt, say) after its workers
+// entered RunWorker: they return CANCELLED at once instead of waiting out the timeout.
+absl::Status ReleaseWorkers(parallel::Communicator& world);
 
 }  // namespace tessera

@@ -5,21 +5,18 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/engine/engine.h"
 
 namespace tessera {
 namespace {
+
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
-}  // namespace
 
-absl::StatusOr<GenerateResult> Generate(const Transformer& model,
-                                        const std::vector<int32_t>& prompt,
-                                        const GenerateOptions& options) {
-  const SamplingParams& sp = options.sampling;
+absl::Status CheckRequest(const Transformer& model, int64_t T, const SamplingParams& sp) {
   if (absl::Status s = Validate(sp); !s.ok()) return s;
   const int64_t context = model.config().context;
-  const int64_t T = static_cast<int64_t>(prompt.size());
   if (T == 0) return absl::InvalidArgumentError("the prompt is empty");
   if (T > context) {
     return absl::InvalidArgumentError(absl::StrCat("the prompt has ", T,
@@ -31,52 +28,64 @@ absl::StatusOr<GenerateResult> Generate(const Transformer& model,
         "prompt (", T, " tokens) + max new tokens (", sp.max_new_tokens,
         ") exceeds the model's context of ", context, "; lower -n to at most ", context - T));
   }
-  auto cache_or = KvCache::Create(model.CacheShape(T + sp.max_new_tokens));
-  if (!cache_or.ok()) return cache_or.status();
-  KvCache& cache = **cache_or;
-  Sampler sampler(sp);
-  GenerateResult r;
-  std::vector<int32_t> history = prompt;
-  std::vector<float> logits;
-  const int64_t V = model.config().vocab;
+  return absl::OkStatus();
+}
 
-  auto t0 = std::chrono::steady_clock::now();
-  const SeqChunk prefill{0, prompt, options.keep_prompt_logits};
-  if (absl::Status s = model.Forward({&prefill, 1}, cache, logits); !s.ok()) return s;
-  r.prefill_seconds = Seconds(t0);
-  std::span<const float> next(logits.data() + (options.keep_prompt_logits ? (T - 1) * V : 0), V);
-  if (options.keep_prompt_logits) r.prompt_logits = logits;
+}  // namespace
 
-  t0 = std::chrono::steady_clock::now();
-  r.finish_reason = "length";
-  for (int32_t step = 0; step < sp.max_new_tokens; ++step) {
-    // Every rank samples the same (all-gathered) logits, so a bad step fails on all of them.
-    absl::StatusOr<Sample> sampled = sampler.Next(next, history);
-    if (!sampled.ok()) {
-      return absl::Status(sampled.status().code(),
-                          absl::StrCat("step ", step, ": ", sampled.status().message()));
-    }
-    Sample s = *sampled;
-    if (options.group != nullptr && options.group->size() > 1) {
-      int32_t id = s.id;
-      kernels::Tensor t(&id, kernels::DType::kF32, {1});  // 4 bytes; broadcast moves bytes
-      if (absl::Status st = options.group->Broadcast(t, 0); !st.ok()) return st;
-      s.id = id;
-    }
-    r.ids.push_back(s.id);
-    r.logprobs.push_back(s.logprob);
-    history.push_back(s.id);
-    if (options.on_token) options.on_token(s.id);
-    if (std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), s.id) != sp.stop_tokens.end()) {
-      r.finish_reason = "stop";
-      break;
-    }
-    if (step + 1 == sp.max_new_tokens) break;
-    const SeqChunk decode{0, {&history.back(), 1}, false};
-    if (absl::Status st = model.Forward({&decode, 1}, cache, logits); !st.ok()) return st;
-    next = std::span<const float>(logits.data(), V);
+absl::StatusOr<GenerateResult> Generate(const Transformer& model,
+                                        const std::vector<int32_t>& prompt,
+                                        const GenerateOptions& options) {
+  const SamplingParams& sp = options.sampling;
+  const int64_t T = static_cast<int64_t>(prompt.size());
+  if (absl::Status s = CheckRequest(model, T, sp); !s.ok()) {
+    if (options.world != nullptr) ReleaseWorkers(*options.world).IgnoreError();
+    return s;
   }
-  r.decode_seconds = Seconds(t0);
+  constexpr int64_t kBlock = 16;
+  const EngineConfig config{.kv_blocks = (T + sp.max_new_tokens + kBlock - 1) / kBlock,
+                            .block_size = kBlock,
+                            .max_batch_tokens = std::clamp<int64_t>(options.prefill_chunk, 1, T),
+                            .max_seqs = 1};
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model, config, options.world);
+  if (!engine.ok()) {
+    if (options.world != nullptr) ReleaseWorkers(*options.world).IgnoreError();
+    return engine.status();
+  }
+  if (absl::Status s = (*engine)->Add({.id = 0,
+                                       .prompt = prompt,
+                                       .sampling = sp,
+                                       .prompt_logits = options.keep_prompt_logits});
+      !s.ok()) {
+    return s;  // the engine's destructor stops the workers
+  }
+  GenerateResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point first;
+  bool done = false;
+  while (!done) {
+    absl::StatusOr<std::vector<EngineOutput>> outs = (*engine)->Step();
+    if (!outs.ok()) return outs.status();
+    for (EngineOutput& o : *outs) {
+      if (!o.error.ok()) return o.error;
+      for (size_t i = 0; i < o.tokens.size(); ++i) {
+        if (r.ids.empty()) {
+          first = std::chrono::steady_clock::now();
+          r.prefill_seconds = Seconds(t0);
+        }
+        r.ids.push_back(o.tokens[i]);
+        r.logprobs.push_back(o.logprobs[i]);
+        if (options.on_token) options.on_token(o.tokens[i]);
+      }
+      if (o.finish) {
+        done = true;
+        r.finish_reason = *o.finish == serving::FinishReason::kStop ? "stop" : "length";
+        r.prompt_logits = std::move(o.prompt_logits);
+      }
+    }
+  }
+  if (!r.ids.empty()) r.decode_seconds = Seconds(first);
+  if (absl::Status s = (*engine)->Shutdown(); !s.ok()) return s;
   return r;
 }
 

@@ -337,13 +337,16 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   // Every buffer of the step is sized before the cache changes: a step too large for memory
   // is RESOURCE_EXHAUSTED with nothing appended.
   const int64_t T = static_cast<int64_t>(ids.size());
-  const int64_t scratch_rows = tp_->size() > 1 ? out_rows : 0;
+  // Logits reach the tp group's rank 0 only (the leader samples); others hold none.
+  const bool logits_here = tp_->rank() == 0;
+  const int64_t logit_rows = logits_here ? out_rows : 0;
+  const int64_t scratch_rows = tp_->size() > 1 ? logit_rows : 0;
   std::vector<float> x, h, o, q, k, v, attn, g, u, sel, scratch;
   {
     using kernels::CheckedProduct;
     const std::optional<int64_t> floats = kernels::CheckedSum(
         {CheckedProduct({T, 3 * H + 2 * qd + 2 * kvd + 2 * F}), CheckedProduct({out_rows, H}),
-         CheckedProduct({out_rows + scratch_rows, V})});
+         CheckedProduct({logit_rows + scratch_rows, V})});
     const std::string what = absl::StrCat("the activations and logits of a ", T, "-token step");
     if (absl::Status s = kernels::CheckAvailable(
             floats ? CheckedProduct({*floats, static_cast<int64_t>(sizeof(float))}) : std::nullopt,
@@ -357,7 +360,7 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
       for (std::vector<float>* b : {&k, &v}) b->resize(T * kvd);
       for (std::vector<float>* b : {&g, &u}) b->resize(T * F);
       sel.resize(out_rows * H);
-      logits.resize(out_rows * V);
+      logits.resize(logit_rows * V);
       scratch.resize(scratch_rows * V);
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(absl::StrCat(what, ": the allocation failed"));
@@ -433,7 +436,7 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   if (out_rows > 0) {  // every rank takes the same branch: the batch is the same everywhere
     kernels::RmsNorm(F32View(sel, out_rows, H), F32View(sel, out_rows, H), final_norm_.cview(),
                      c.norm_eps);
-    if (absl::Status s = lm_head_.Forward(F32View(logits, out_rows, V), F32View(sel, out_rows, H),
+    if (absl::Status s = lm_head_.Forward(F32View(logits, logit_rows, V), F32View(sel, out_rows, H),
                                           scratch.data());
         !s.ok()) {
       return s;

@@ -57,14 +57,18 @@ class Transformer {
                                                            parallel::Communicator* tp,
                                                            const LoadOptions& options);
 
-  // Runs one step. `logits` receives, in batch order, V floats per sequence (its last
-  // token), per token (all_logits) or none (logits = false: the LM head is skipped). Token ids, duplicate sequences and the KV cache
-  // capacity are checked before anything changes; on any error every sequence's length
-  // and stored K/V are as before the step.
+  // Runs one step. On the tp group's rank 0, `logits` receives, in batch order, V floats
+  // per sequence (its last token), per token (all_logits) or none (logits = false: the LM
+  // head is skipped); on other ranks it is left empty (they compute their vocabulary shard
+  // and send it to rank 0). Token ids, duplicate sequences and the KV cache capacity are
+  // checked before anything changes; on any error every sequence's length and stored K/V
+  // are as before the step.
   absl::Status Forward(std::span<const SeqChunk> batch, KvCache& cache,
                        std::vector<float>& logits) const;
 
   const ModelConfig& config() const { return config_; }
+  // This rank's tensor-parallel group.
+  const parallel::Communicator& tp() const { return *tp_; }
   const ArchSpec& arch() const { return *arch_; }
   // The KV cache shape for this rank, with room for `tokens` positions in `block_size` blocks.
   KvCacheShape CacheShape(int64_t tokens, int64_t block_size = 16) const;

@@ -81,6 +81,8 @@ StepPlan Scheduler::Schedule() const {
     s.first_position = static_cast<int32_t>(r.computed);
     s.num_tokens = static_cast<int32_t>(n);
     s.wants_logits = r.computed + n == r.known();
+    s.all_logits = r.request.prompt_logits &&
+                   r.computed < static_cast<int64_t>(r.request.prompt.size());
     s.sampling = r.request.sampling;
     plan.seqs.push_back(s);
     for (int64_t i = r.computed; i < r.computed + n; ++i) plan.tokens.push_back(r.token(i));

@@ -45,6 +45,7 @@ struct Request {
   SamplingState sampling;
   int32_t max_tokens = 128;          // new tokens at most
   std::vector<int32_t> stop_tokens;  // generation ends after emitting one of these
+  bool prompt_logits = false;        // the plan asks for every prompt position's logits
 };
 
 struct SchedulerConfig {

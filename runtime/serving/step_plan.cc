@@ -103,7 +103,7 @@ std::vector<uint8_t> EncodeStepPlan(const StepPlan& plan) {
     w.Put<int64_t>(s.seq);
     w.Put<int32_t>(s.first_position);
     w.Put<int32_t>(s.num_tokens);
-    w.Put<uint8_t>(s.wants_logits ? 1 : 0);
+    w.Put<uint8_t>((s.wants_logits ? 1 : 0) | (s.all_logits ? 2 : 0));
     w.Zeros(3);
     w.Put<float>(s.sampling.temperature);
     w.Put<int32_t>(s.sampling.top_k);
@@ -194,8 +194,9 @@ absl::StatusOr<StepPlan> DecodeStepPlan(std::span<const uint8_t> bytes, const Pl
     TESSERA_READ(s.first_position, r, int32_t, at + ".first_position");
     TESSERA_READ(s.num_tokens, r, int32_t, at + ".num_tokens");
     TESSERA_READ(seq_flags, r, uint8_t, at + ".flags");
-    if ((seq_flags & ~1u) != 0) return Bad(at, ".flags 0x", absl::Hex(seq_flags), " has unknown bits");
+    if ((seq_flags & ~3u) != 0) return Bad(at, ".flags 0x", absl::Hex(seq_flags), " has unknown bits");
     s.wants_logits = (seq_flags & 1u) != 0;
+    s.all_logits = (seq_flags & 2u) != 0;
     if (absl::Status st = ReadZeros(r, 3, at + " padding"); !st.ok()) return st;
     TESSERA_READ(s.sampling.temperature, r, float, at + ".temperature");
     TESSERA_READ(s.sampling.top_k, r, int32_t, at + ".top_k");

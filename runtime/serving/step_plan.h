@@ -9,7 +9,7 @@
 //           n_block_ops x { u8 kind, u8[3] 0, u32 n_blocks, i64 seq, i64 parent, i64 count,
 //                           i32 blocks[n_blocks] }
 //           n_seqs x      { i64 seq, i32 first_position, i32 num_tokens, u8 flags (bit 0:
-//                           wants_logits), u8[3] 0, f32 temperature, i32 top_k, f32 top_p,
+//                           wants_logits, bit 1: all_logits), u8[3] 0, f32 temperature, i32 top_k, f32 top_p,
 //                           f32 min_p, f32 repetition_penalty, u64 seed }   (48 bytes)
 //           i32 tokens[n_tokens]   (each sequence's tokens in `seqs` order)
 // Decode checks every count against the bytes left before reading or allocating, every
@@ -49,7 +49,8 @@ struct SeqStep {
   SeqId seq = 0;
   int32_t first_position = 0;
   int32_t num_tokens = 0;
-  bool wants_logits = false;  // its last token's row goes through the LM head
+  bool wants_logits = false;  // its last token's row goes through the LM head (and is sampled)
+  bool all_logits = false;    // every token's row goes through the LM head (prompt logits)
   SamplingState sampling;
 
   bool operator==(const SeqStep&) const = default;

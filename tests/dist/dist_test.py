@@ -106,7 +106,16 @@ class Layouts(unittest.TestCase):
         for rank in got["stats"]:
             self.assertEqual(rank["all-reduce"]["bytes"], (1 + 2 * layers) * tokens * hidden * 4)
             self.assertEqual(rank["all-reduce"]["calls"], (1 + 2 * layers) * len(got["ids"]))
-            self.assertEqual(rank["broadcast"]["calls"], len(got["ids"]))  # the leader's tokens
+            # The leader's messages: the engine's configuration, each step's plan (its size,
+            # then its bytes) and the stop plan. No token goes back: only the leader samples.
+            self.assertEqual(rank["broadcast"]["calls"], 1 + 2 * len(got["ids"]) + 2)
+            # Logits reach the leader only: each rank sends its half of the vocabulary of
+            # every row with logits (--dump-logits: every prompt position, then one per
+            # decode step) once per step, and nothing is all-gathered.
+            self.assertEqual(rank["gather"]["calls"], len(got["ids"]))
+            self.assertEqual(rank["gather"]["bytes"],
+                             tokens * config["vocab_size"] // 2 * 4)
+            self.assertNotIn("all-gather", rank)
 
     def test_invalid_layout_is_refused_with_valid_values(self):
         p = subprocess.run([MPIEXEC, *MPI_FLAGS, "-np", "2", TESSERA, "generate", "-m",
@@ -115,6 +124,27 @@ class Layouts(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         # 9 heads, 3 KV heads, FFN 1536: tp 9 would not divide the FFN.
         self.assertIn("valid tp for this model: 1, 3\n", p.stderr.decode())
+
+
+class Batch(unittest.TestCase):
+    def test_batch_file_identical_under_mpirun(self):
+        """tessera batch: 20 requests on one process and on 3 MPI ranks (SmolLM2, tp 3):
+        identical results files; only rank 0 reads and writes them."""
+        prompts = os.path.join(DATA, "batch", "prompts.jsonl")
+        with tempfile.TemporaryDirectory() as d:
+            outs = []
+            for world in (1, 3):
+                out = os.path.join(d, f"results{world}.jsonl")
+                cmd = [TESSERA, "batch", "-m", "smollm2-135m-instruct", "--input", prompts,
+                       "--output", out, "--max-seqs", "8", "--quiet", "--timeout", "60"]
+                if world > 1:
+                    cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(world)] + cmd + ["--tp", str(world)]
+                p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=600)
+                self.assertEqual(p.returncode, 0, p.stderr.decode())
+                with open(out, "rb") as f:
+                    outs.append(f.read())
+            self.assertEqual(outs[0].count(b"\n"), 25)
+            self.assertEqual(outs[0], outs[1])
 
 
 class DeadPeer(unittest.TestCase):

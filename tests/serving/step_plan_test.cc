@@ -22,6 +22,7 @@ StepPlan Sample() {
                  {.kind = BlockOp::Kind::kPreempt, .seq = 5},
                  {.kind = BlockOp::Kind::kFork, .seq = 8, .parent = 7, .count = 2}};
   p.seqs = {{.seq = 7, .first_position = 0, .num_tokens = 3, .wants_logits = true,
+             .all_logits = true,
              .sampling = {.temperature = 0.7f, .top_k = 40, .top_p = 0.9f, .min_p = 0.05f,
                           .repetition_penalty = 1.1f, .seed = 1234567890123ull}},
             {.seq = 1, .first_position = 99, .num_tokens = 1, .wants_logits = true, .sampling = {}}};
@@ -114,7 +115,7 @@ TEST(StepPlanTest, FieldsOutOfRangeAreNamed) {
       {Patch<int32_t>(good, seqs + 48 + 8, 128), "seqs[1]: positions 128..128 pass the context length 128"},
       {Patch<int32_t>(good, seqs + 12, 0), "seqs[0].num_tokens 0 is not positive"},
       {Patch<int32_t>(good, seqs + 12, 4), "the sequences hold 5 tokens, n_tokens says 4"},
-      {Patch<uint8_t>(good, seqs + 16, 3), "seqs[0].flags 0x3 has unknown bits"},
+      {Patch<uint8_t>(good, seqs + 16, 5), "seqs[0].flags 0x5 has unknown bits"},
       {Patch<float>(good, seqs + 20, -1.0f), "seqs[0].temperature -1"},
       {Patch<float>(good, seqs + 20, std::numeric_limits<float>::quiet_NaN()), "temperature nan"},
       {Patch<int32_t>(good, seqs + 24, -3), "seqs[0].top_k -3 is negative"},

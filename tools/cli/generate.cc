@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "parallel/replica.h"
+#include "runtime/engine/engine.h"
 #include "runtime/engine/generate.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
@@ -48,16 +49,16 @@ const std::vector<FlagSpec> kFlags = {
 };
 
 // Every rank's counters at every rank (the leader reports them): calls and bytes per kind as
-// int64, gathered over the world as raw bytes (the f32 view only sizes the transfer).
+// int64, gathered over the world as bytes.
 absl::StatusOr<std::vector<parallel::CollectiveStats>> GatherStats(
     parallel::Communicator* world, const parallel::CollectiveStats& mine) {
   constexpr int kN = parallel::kNumCollectiveKinds;
   std::vector<int64_t> in(2 * kN), out(2 * kN * world->size());
   for (int k = 0; k < kN; ++k) in[2 * k] = mine.by_kind[k].calls, in[2 * k + 1] = mine.by_kind[k].bytes;
-  static_assert(sizeof(int64_t) == 2 * sizeof(float));
+  constexpr int64_t kBytes = 2 * kN * sizeof(int64_t);
   if (absl::Status s = world->AllGather(
-          kernels::Tensor(out.data(), kernels::DType::kF32, {4 * kN * world->size()}),
-          kernels::ConstTensor(in.data(), kernels::DType::kF32, {4 * kN}));
+          kernels::Tensor(out.data(), kernels::DType::kU8, {kBytes * world->size()}),
+          kernels::ConstTensor(in.data(), kernels::DType::kU8, {kBytes}));
       !s.ok()) {
     return s;
   }
@@ -129,8 +130,6 @@ int GenerateMain(int argc, char** argv) {
                                          absl::Seconds(timeout_s));
   if (!replica.ok()) return Fail("generate", replica.status());
   const bool leader = (*replica)->rank() == 0;
-  auto tok = LoadTokenizer(**source);
-  if (!tok.ok()) return Fail("generate", tok.status());
   const auto load_start = std::chrono::steady_clock::now();
   auto model = Transformer::Load(
       **source, (*replica)->tp(),
@@ -140,43 +139,69 @@ int GenerateMain(int argc, char** argv) {
                (*replica)->Describe().c_str(), static_cast<long long>((*model)->weight_bytes()),
                (*model)->weight_bytes() / 1048576.0,
                static_cast<long long>((*model)->routed_expert_bytes()));
-  if ((*model)->config().vocab != (*tok)->vocab_size()) {
-    return Fail("generate", absl::InvalidArgumentError(absl::StrCat(
-                                "the model's vocabulary (", (*model)->config().vocab,
-                                ") and its tokenizer's (", (*tok)->vocab_size(), ") differ")));
-  }
-  if (leader) std::fprintf(stderr, "loaded %s: %s, %.1f MiB of weights in %.2f s\n",
-               (*source)->path().c_str(), (*model)->config().arch.c_str(),
-               (*model)->weight_bytes() / 1048576.0,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
-
-  auto prompt_ids = EncodePrompt(**tok, *args->Get("--prompt"), args->Has("--chat"),
-                                 args->Has("--parse-special"));
-  if (!prompt_ids.ok()) return Fail("generate", prompt_ids.status());
-  std::vector<int32_t> prompt = *std::move(prompt_ids);
-  for (std::optional<int32_t> id : {(*tok)->eos_id(), (*tok)->eot_id()}) {
-    if (id) sp.stop_tokens.push_back(*id);
-  }
+  parallel::Communicator* world = (*replica)->world_comm();
+  GenerateResult result;
+  std::vector<int32_t> prompt;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
   const bool as_json = args->Has("--json");
-  tokenizer::IncrementalDecoder stream(**tok);
-  opts.group = (*replica)->tp();
-  if (!as_json && leader) {
-    opts.on_token = [&](int32_t id) {
-      std::fputs(stream.Push(id).c_str(), stdout);
-      std::fflush(stdout);
+  std::string text;  // streamed or collected output
+  if (!leader) {
+    // Workers never see the prompt: they execute the leader's step plans.
+    if (absl::Status s = RunWorker(**model, *world); !s.ok()) return Fail("generate", s);
+  } else {
+    // Whatever fails before the engine starts releases the workers (Generate does too).
+    auto fail = [&](absl::Status s) {
+      ReleaseWorkers(*world).IgnoreError();
+      return Fail("generate", s);
     };
-  }
-  opts.keep_prompt_logits = args->Has("--dump-logits");
-  auto result = Generate(**model, prompt, opts);
-  if (!result.ok()) return Fail("generate", result.status());
-  parallel::CollectiveStats stats = (*replica)->tp()->stats();
-  if (ep > 1 && (*replica)->ep() != (*replica)->tp()) {  // the ep group's traffic too
-    const parallel::CollectiveStats e = (*replica)->ep()->stats();
-    for (int k = 0; k < parallel::kNumCollectiveKinds; ++k) {
-      stats.by_kind[k].calls += e.by_kind[k].calls;
-      stats.by_kind[k].bytes += e.by_kind[k].bytes;
+    auto loaded = LoadTokenizer(**source);
+    if (!loaded.ok()) return fail(loaded.status());
+    tok = *std::move(loaded);
+    if ((*model)->config().vocab != tok->vocab_size()) {
+      return fail(absl::InvalidArgumentError(
+          absl::StrCat("the model's vocabulary (", (*model)->config().vocab,
+                       ") and its tokenizer's (", tok->vocab_size(), ") differ")));
     }
-    stats.seconds += e.seconds;
+    std::fprintf(stderr, "loaded %s: %s, %.1f MiB of weights in %.2f s\n",
+                 (*source)->path().c_str(), (*model)->config().arch.c_str(),
+                 (*model)->weight_bytes() / 1048576.0,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start)
+                     .count());
+    auto prompt_ids = EncodePrompt(*tok, *args->Get("--prompt"), args->Has("--chat"),
+                                   args->Has("--parse-special"));
+    if (!prompt_ids.ok()) return fail(prompt_ids.status());
+    prompt = *std::move(prompt_ids);
+    for (std::optional<int32_t> id : {tok->eos_id(), tok->eot_id()}) {
+      if (id) sp.stop_tokens.push_back(*id);
+    }
+    tokenizer::IncrementalDecoder stream(*tok);
+    opts.world = world;
+    if (!as_json) {
+      opts.on_token = [&](int32_t id) {
+        std::fputs(stream.Push(id).c_str(), stdout);
+        std::fflush(stdout);
+      };
+    }
+    opts.keep_prompt_logits = args->Has("--dump-logits");
+    auto generated = Generate(**model, prompt, opts);
+    if (!generated.ok()) return Fail("generate", generated.status());
+    result = *std::move(generated);
+    if (!as_json) text = stream.Flush();
+  }
+  // This rank's traffic over every group it belongs to: the world (step plans), tp and ep.
+  parallel::CollectiveStats stats;
+  {
+    std::vector<parallel::Communicator*> groups = {(*replica)->tp()};
+    if (ep > 1 && (*replica)->ep() != (*replica)->tp()) groups.push_back((*replica)->ep());
+    if (world != (*replica)->tp()) groups.push_back(world);
+    for (parallel::Communicator* g : groups) {
+      const parallel::CollectiveStats e = g->stats();
+      for (int k = 0; k < parallel::kNumCollectiveKinds; ++k) {
+        stats.by_kind[k].calls += e.by_kind[k].calls;
+        stats.by_kind[k].bytes += e.by_kind[k].bytes;
+      }
+      stats.seconds += e.seconds;
+    }
   }
   // Gathered before the leader returns: every rank takes part.
   std::vector<parallel::CollectiveStats> all_stats;
@@ -196,7 +221,7 @@ int GenerateMain(int argc, char** argv) {
   }
   if (opts.keep_prompt_logits) {
     const int64_t V = (*model)->config().vocab;
-    if (absl::Status s = WriteNpyF32(*args->Get("--dump-logits"), result->prompt_logits,
+    if (absl::Status s = WriteNpyF32(*args->Get("--dump-logits"), result.prompt_logits,
                                      {static_cast<int64_t>(prompt.size()), V});
         !s.ok()) {
       return Fail("generate", s);
@@ -204,10 +229,10 @@ int GenerateMain(int argc, char** argv) {
   }
   if (as_json) {
     json j = {{"prompt_ids", prompt},
-              {"ids", result->ids},
-              {"text", (*tok)->Decode(result->ids, /*skip_special=*/true)},
-              {"logprobs", result->logprobs},
-              {"finish_reason", result->finish_reason}};
+              {"ids", result.ids},
+              {"text", tok->Decode(result.ids, /*skip_special=*/true)},
+              {"logprobs", result.logprobs},
+              {"finish_reason", result.finish_reason}};
     // MoE models: routed (token, choice) pairs per expert, per layer (prompt and decode).
     if (const auto load = (*model)->ExpertLoad(); !load.empty()) j["expert_load"] = load;
     if (args->Has("--stats")) {  // one entry per rank
@@ -217,17 +242,17 @@ int GenerateMain(int argc, char** argv) {
     }
     std::printf("%s\n", DumpJson(j).c_str());
   } else {
-    std::printf("%s\n", stream.Flush().c_str());
+    std::printf("%s\n", text.c_str());
   }
   std::fflush(stdout);
   print_stats();
-  const size_t n = result->ids.size();
+  const size_t n = result.ids.size();
   std::fprintf(stderr,
                "prefill: %zu tokens in %.3f s (%.1f tok/s); decode: %zu tokens in %.3f s "
                "(%.1f tok/s)\n",
-               prompt.size(), result->prefill_seconds, prompt.size() / result->prefill_seconds,
-               n > 0 ? n - 1 : 0, result->decode_seconds,
-               n > 1 ? (n - 1) / result->decode_seconds : 0.0);
+               prompt.size(), result.prefill_seconds, prompt.size() / result.prefill_seconds,
+               n > 0 ? n - 1 : 0, result.decode_seconds,
+               n > 1 ? (n - 1) / result.decode_seconds : 0.0);
   return 0;
 }
 
