@@ -183,6 +183,77 @@ class MoeGenerateTest(unittest.TestCase):
                     self.assertEqual(sum(layer), tokens * top_k, path)
 
 
+class BatchTest(unittest.TestCase):
+    """tessera batch on SmolLM2: 20 requests through the scheduler at once, and 5 lines
+    that cannot run (each gets an error line; the rest of the file still runs)."""
+
+    PROMPTS = os.path.join(DATA, "batch", "prompts.jsonl")
+
+    def batch(self, *extra):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "results.jsonl")
+            p = run("batch", "-m", "smollm2-135m-instruct", "--input", self.PROMPTS,
+                    "--output", out, *extra)
+            with open(out) as f:
+                return [json.loads(line) for line in f], p.stderr.decode()
+
+    def test_results_in_input_order_and_same_as_generate(self):
+        results, err = self.batch("--max-seqs", "8", "--max-batch-tokens", "64")
+        with open(self.PROMPTS) as f:
+            lines = [line for line in f if line.strip()]
+        self.assertEqual(len(results), len(lines))
+        self.assertIn("kv cache: ", err)
+        self.assertRegex(err, r"25/25 requests, \d+ tokens, [\d.]+ tok/s, ETA 0s")
+        errors = {r["id"]: r for r in results if "error" in r}
+        self.assertEqual(set(errors), {None, "both", "typo", "hot", "oov"})
+        self.assertEqual(errors[None]["line"], 4)  # the broken line: no id could be read
+        self.assertIn("not valid JSON", errors[None]["error"])
+        self.assertIn("exactly one of", errors["both"]["error"])
+        self.assertIn('unknown field "max_tokenz"', errors["typo"]["error"])
+        self.assertIn("temperature", errors["hot"]["error"])
+        self.assertIn("49152", errors["oov"]["error"])
+        ok = {r["id"]: r for r in results if "error" not in r}
+        self.assertEqual(len(ok), 20)
+        self.assertEqual([r["id"] for r in results if "error" not in r][:3], ["p0", "p1", "p2"])
+        for r in ok.values():
+            self.assertEqual(set(r), {"id", "text", "ids", "finish_reason", "usage"})
+            self.assertEqual(r["usage"]["completion_tokens"], len(r["ids"]))
+            self.assertIn(r["finish_reason"], ("stop", "length"))
+        # Greedy requests give what `tessera generate` gives alone.
+        for rid, prompt, n in (("p0", "Write one sentence about the sea.", 6),
+                               ("p4", "Write one sentence about a violin.", 10)):
+            alone = json.loads(run("generate", "-m", "smollm2-135m-instruct", "-p", prompt,
+                                   "-n", str(n), "--json").stdout)
+            self.assertEqual(ok[rid]["ids"], alone["ids"], rid)
+            self.assertEqual(ok[rid]["usage"]["prompt_tokens"], len(alone["prompt_ids"]))
+        alone = json.loads(run("generate", "-m", "smollm2-135m-instruct", "--chat", "-p",
+                               "What is the sea? Answer briefly.", "-n", "12", "--json").stdout)
+        self.assertEqual(ok["c0"]["ids"], alone["ids"])
+        # The stop string "\n5." is three tokens ("\n", "5", "."): the text ends before it.
+        self.assertEqual(ok["stop"]["finish_reason"], "stop")
+        self.assertTrue(ok["stop"]["text"].endswith("4. 4"), ok["stop"]["text"])
+        # Stop token ids: 42 ends at its first "." (token 30).
+        self.assertEqual(ok[42]["finish_reason"], "stop")
+        self.assertEqual(ok[42]["ids"][-1], 30)
+        self.assertNotIn(30, ok[42]["ids"][:-1])
+
+    def test_batch_size_does_not_change_results(self):
+        """One sequence at a time, or eight with a small KV pool (preemption): the same."""
+        one, _ = self.batch("--max-seqs", "1", "--quiet")
+        many, _ = self.batch("--max-seqs", "8", "--kv-cache-memory", "8M", "--quiet")
+        self.assertEqual(one, many)
+
+    def test_bad_flags_and_files(self):
+        p = run("batch", "-m", "smollm2-135m-instruct", "--input", "/nonexistent.jsonl",
+                "--output", "/tmp/x.jsonl", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("/nonexistent.jsonl: cannot open", p.stderr.decode())
+        p = run("batch", "-m", "smollm2-135m-instruct", "--input", self.PROMPTS,
+                "--output", "/tmp/x.jsonl", "--kv-cache-memory", "2.5", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("fraction of free memory must be in (0, 1]", p.stderr.decode())
+
+
 if __name__ == "__main__":
     TESSERA = sys.argv.pop(1)
     unittest.main(verbosity=2)

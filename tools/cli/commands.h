@@ -7,6 +7,7 @@ namespace tessera::cli {
 int InspectMain(int argc, char** argv);   // tessera inspect MODEL [--json]
 int TokenizeMain(int argc, char** argv);  // tessera tokenize -m MODEL [--json] TEXT
 int GenerateMain(int argc, char** argv);  // tessera generate -m MODEL -p PROMPT [...]
+int BatchMain(int argc, char** argv);     // tessera batch -m MODEL --input IN --output OUT
 int BenchMain(int argc, char** argv);     // tessera bench -m MODEL [-p N] [-n N] [-t 1,2]
 
 }  // namespace tessera::cli

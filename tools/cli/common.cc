@@ -1,8 +1,12 @@
 #include "tools/cli/common.h"
 
+#include <algorithm>
 #include <cstdio>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/buffer.h"
 
 namespace tessera::cli {
 
@@ -55,16 +59,77 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const tokenizer::Tokenizer& to
                                                   const std::string& text, bool chat,
                                                   bool parse_special) {
   if (!chat) return tok.Encode(text, {.add_special = true, .parse_special = parse_special});
+  const tokenizer::ChatMessage msg{"user", text};
+  return EncodeMessages(tok, {&msg, 1}, parse_special);
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeMessages(const tokenizer::Tokenizer& tok,
+                                                    std::span<const tokenizer::ChatMessage> messages,
+                                                    bool parse_special) {
   const std::optional<tokenizer::ChatFormat> format = tokenizer::DetectChatFormat(tok);
   if (!format) {
     return absl::InvalidArgumentError(
-        "--chat: the model has no chat template Tessera knows (ChatML or Llama 3)");
+        "chat: the model has no chat template Tessera knows (ChatML or Llama 3)");
   }
-  const tokenizer::ChatMessage msg{"user", text};
-  return tokenizer::EncodeChat(tok, *format, {&msg, 1},
+  return tokenizer::EncodeChat(tok, *format, messages,
                                {.add_generation_prompt = true,
                                 .default_system = tokenizer::DefaultSystemMessage(tok),
                                 .parse_special_in_content = parse_special});
+}
+
+absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec) {
+  const std::string what = absl::StrCat("--kv-cache-memory '", spec, "'");
+  double fraction = 0;
+  if (absl::StrContains(spec, '.')) {
+    if (!absl::SimpleAtod(spec, &fraction) || !(fraction > 0 && fraction <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": a fraction of free memory must be in (0, 1]"));
+    }
+    return static_cast<int64_t>(fraction * static_cast<double>(kernels::AvailableMemoryBytes()));
+  }
+  int64_t unit = 1;
+  absl::string_view digits = spec;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'K': unit = int64_t{1} << 10; break;
+      case 'M': unit = int64_t{1} << 20; break;
+      case 'G': unit = int64_t{1} << 30; break;
+      default: break;
+    }
+    if (unit > 1) digits.remove_suffix(1);
+  }
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(digits, &n) || n < 1 || n > (int64_t{1} << 50) / unit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": give bytes (a positive integer, optionally with K, M or G) or a fraction "
+              "of free memory such as 0.5"));
+  }
+  return n * unit;
+}
+
+absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes,
+                                    int64_t block_size, bool print) {
+  const KvCacheShape one = model.CacheShape(block_size, block_size);
+  const int64_t per_token = one.layers * 2 * one.kv_dim * static_cast<int64_t>(sizeof(float));
+  const int64_t blocks = pool_bytes / (per_token * block_size);
+  if (blocks < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-memory: ", pool_bytes, " bytes hold no block of ", block_size,
+                     " tokens (", per_token * block_size, " bytes per block on this rank)"));
+  }
+  const int64_t capped = std::min<int64_t>(blocks, INT32_MAX);
+  if (print) {
+    const int64_t tokens = capped * block_size;
+    std::fprintf(stderr,
+                 "kv cache: %lld blocks of %lld tokens = %lld tokens, %lld bytes per token per "
+                 "rank (%.1f MiB); %lld sequences at the full context of %lld\n",
+                 static_cast<long long>(capped), static_cast<long long>(block_size),
+                 static_cast<long long>(tokens), static_cast<long long>(per_token),
+                 tokens * per_token / 1048576.0,
+                 static_cast<long long>(tokens / model.config().context),
+                 static_cast<long long>(model.config().context));
+  }
+  return capped;
 }
 
 parallel::ModelShape ShapeOf(const ModelConfig& c) {

@@ -15,6 +15,7 @@ commands:
   inspect MODEL [--json]           architecture, hyper-parameters, tensors, tokenizer
   tokenize -m MODEL [--json] TEXT  how the model's tokenizer cuts TEXT
   generate -m MODEL -p PROMPT      generate text (--chat, --json, sampling flags)
+  batch -m MODEL -i IN -o OUT      run a JSONL file of requests through the scheduler
   bench -m MODEL                   prefill/decode tokens/s and memory bandwidth
 
 MODEL is a .gguf file, a Hugging Face directory (config.json + *.safetensors, or only
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   if (cmd == "inspect") return tessera::cli::InspectMain(argc - 2, argv + 2);
   if (cmd == "tokenize") return tessera::cli::TokenizeMain(argc - 2, argv + 2);
   if (cmd == "generate") return tessera::cli::GenerateMain(argc - 2, argv + 2);
+  if (cmd == "batch") return tessera::cli::BatchMain(argc - 2, argv + 2);
   if (cmd == "bench") return tessera::cli::BenchMain(argc - 2, argv + 2);
   std::fprintf(stderr, "tessera: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;

@@ -1,0 +1,447 @@
+// tessera batch -m MODEL --input prompts.jsonl --output results.jsonl: offline inference
+// over a file of requests, all through the engine's scheduler (continuous batching), with
+// a progress line on stderr. Under mpirun only rank 0 reads and writes files; the other
+// ranks execute its step plans.
+//
+// Input: one JSON object per line: "id" (echoed back), then "prompt" (text), "messages"
+// (chat: [{"role", "content"}], formatted with the model's template) or "prompt_ids", and
+// optionally "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop" (a
+// string or strings) and "stop_token_ids". Output: one line per input line, in input
+// order: "id", "text", "ids", "finish_reason" ("stop" or "length"), "usage"
+// {"prompt_tokens", "completion_tokens"}; a line that cannot run gets "id", "line" and
+// "error" instead, and the rest of the file still runs. Blank lines are skipped.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "parallel/replica.h"
+#include "runtime/engine/engine.h"
+#include "runtime/serving/stop_strings.h"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/common.h"
+
+namespace tessera::cli {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kMaxRanks = 1 << 16;
+constexpr double kMinTimeoutS = 1e-3, kMaxTimeoutS = 86400;
+constexpr size_t kMaxLineBytes = 64 << 20;
+constexpr int kMaxJsonDepth = 16;
+constexpr size_t kMaxStops = 16;
+
+const std::vector<FlagSpec> kFlags = {
+    {"--model", "-m", true, "model: .gguf file, Hugging Face folder or alias"},
+    {"--input", "-i", true, "requests, one JSON object per line"},
+    {"--output", "-o", true, "results, one JSON object per input line, in input order"},
+    {"--max-seqs", "", true, "sequences running at once (1 to 4096; default 16)"},
+    {"--max-batch-tokens", "", true, "tokens computed per step (1 to 65536; default 512)"},
+    {"--kv-cache-memory", "", true,
+     "KV pool per rank: bytes (512M, 4G) or a fraction of free memory (0.2; the default, "
+     "capped at what --max-seqs sequences at the full context need)"},
+    {"--max-tokens", "", true, "default max_tokens of a request (default 128)"},
+    {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
+    {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
+    {"--ep", "", true, "expert-parallel ranks (under mpirun; default 1)"},
+    {"--timeout", "", true, "seconds a collective may wait for a peer (0.001 to 86400; default 30)"},
+    {"--quiet", "-q", false, "no progress line"},
+    {"--help", "-h", false, "show this help"},
+};
+
+// One input line, parsed.
+struct Item {
+  int64_t line = 0;
+  json id;
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  std::vector<std::string> stops;
+};
+
+absl::Status Bad(const std::string& field, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("\"", field, "\" ", why));
+}
+
+template <typename T>
+absl::Status GetInt(const json& j, const char* field, T lo, T hi, T* out) {
+  if (!j.contains(field)) return absl::OkStatus();
+  const json& v = j[field];
+  if (!v.is_number_integer()) return Bad(field, "must be an integer");
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(hi)) return Bad(field, absl::StrCat("must be at most ", hi));
+    *out = static_cast<T>(u);
+    return absl::OkStatus();
+  }
+  const int64_t x = v.get<int64_t>();
+  if (x < static_cast<int64_t>(lo) || (hi <= INT64_MAX && x > static_cast<int64_t>(hi))) {
+    return Bad(field, absl::StrCat("must be in [", lo, ", ", hi, "], got ", x));
+  }
+  *out = static_cast<T>(x);
+  return absl::OkStatus();
+}
+
+absl::Status GetFloat(const json& j, const char* field, float* out) {
+  if (!j.contains(field)) return absl::OkStatus();
+  if (!j[field].is_number()) return Bad(field, "must be a number");
+  *out = j[field].get<float>();  // Validate() checks the range
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> IdList(const json& v, const char* field, int64_t vocab) {
+  if (!v.is_array()) return Bad(field, "must be an array of token ids");
+  std::vector<int32_t> ids;
+  for (const json& x : v) {
+    if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= vocab) {
+      return Bad(field, absl::StrCat("holds ", x.dump(), ", not a token id in [0, ", vocab, ")"));
+    }
+    ids.push_back(x.get<int32_t>());
+  }
+  return ids;
+}
+
+absl::StatusOr<json> ParseLine(const std::string& line) {
+  if (line.size() > kMaxLineBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the line has ", line.size(), " bytes, more than ", kMaxLineBytes));
+  }
+  bool too_deep = false;
+  json j = json::parse(
+      line,
+      [&](int depth, json::parse_event_t, json&) {
+        if (depth > kMaxJsonDepth) too_deep = true;
+        return !too_deep;
+      },
+      /*allow_exceptions=*/false);
+  if (too_deep) {
+    return absl::InvalidArgumentError(absl::StrCat("JSON nested deeper than ", kMaxJsonDepth));
+  }
+  if (j.is_discarded()) return absl::InvalidArgumentError("not valid JSON");
+  if (!j.is_object()) return absl::InvalidArgumentError("not a JSON object");
+  return j;
+}
+
+// The request of one parsed line; `id` is filled in as soon as it is known.
+absl::StatusOr<Item> ParseItem(const json& j, const tokenizer::Tokenizer& tok,
+                               int32_t default_max_tokens, json* id) {
+  static const std::vector<std::string> kKnown = {
+      "id", "prompt", "messages", "prompt_ids", "max_tokens", "temperature", "top_k", "top_p",
+      "min_p", "seed", "stop", "stop_token_ids"};
+  if (!j.contains("id")) return absl::InvalidArgumentError("the request has no \"id\"");
+  *id = j["id"];
+  for (const auto& [key, value] : j.items()) {
+    if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown field \"", key, "\" (known: ",
+                                                     absl::StrJoin(kKnown, ", "), ")"));
+    }
+  }
+  Item item;
+  item.id = j["id"];
+  const int n_inputs = j.contains("prompt") + j.contains("messages") + j.contains("prompt_ids");
+  if (n_inputs != 1) {
+    return absl::InvalidArgumentError(
+        "give exactly one of \"prompt\", \"messages\" and \"prompt_ids\"");
+  }
+  const int64_t V = tok.vocab_size();
+  if (j.contains("prompt")) {
+    if (!j["prompt"].is_string()) return Bad("prompt", "must be a string");
+    auto ids = EncodePrompt(tok, j["prompt"].get<std::string>(), /*chat=*/false,
+                            /*parse_special=*/false);
+    if (!ids.ok()) return ids.status();
+    item.prompt = *std::move(ids);
+  } else if (j.contains("messages")) {
+    const json& m = j["messages"];
+    if (!m.is_array() || m.empty()) return Bad("messages", "must be a non-empty array");
+    std::vector<tokenizer::ChatMessage> msgs;
+    for (const json& x : m) {
+      if (!x.is_object() || !x.contains("role") || !x.contains("content") ||
+          !x["role"].is_string() || !x["content"].is_string() || x.size() != 2) {
+        return Bad("messages", "must hold objects {\"role\": string, \"content\": string}");
+      }
+      msgs.push_back({x["role"].get<std::string>(), x["content"].get<std::string>()});
+    }
+    auto ids = EncodeMessages(tok, msgs, /*parse_special=*/false);
+    if (!ids.ok()) return ids.status();
+    item.prompt = *std::move(ids);
+  } else {
+    auto ids = IdList(j["prompt_ids"], "prompt_ids", V);
+    if (!ids.ok()) return ids.status();
+    item.prompt = *std::move(ids);
+  }
+  if (item.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  SamplingParams& sp = item.sampling;
+  sp.max_new_tokens = default_max_tokens;
+  for (absl::Status s :
+       {GetInt<int32_t>(j, "max_tokens", 1, std::numeric_limits<int32_t>::max(), &sp.max_new_tokens),
+        GetInt<int32_t>(j, "top_k", 0, std::numeric_limits<int32_t>::max(), &sp.top_k),
+        GetInt<uint64_t>(j, "seed", 0, std::numeric_limits<uint64_t>::max(), &sp.seed),
+        GetFloat(j, "temperature", &sp.temperature), GetFloat(j, "top_p", &sp.top_p),
+        GetFloat(j, "min_p", &sp.min_p)}) {
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = Validate(sp); !s.ok()) return s;
+  if (j.contains("stop")) {
+    const json& st = j["stop"];
+    if (st.is_string()) {
+      item.stops.push_back(st.get<std::string>());
+    } else if (st.is_array() && st.size() <= kMaxStops) {
+      for (const json& x : st) {
+        if (!x.is_string()) return Bad("stop", "must be a string or an array of strings");
+        item.stops.push_back(x.get<std::string>());
+      }
+    } else {
+      return Bad("stop", absl::StrCat("must be a string or an array of at most ", kMaxStops,
+                                      " strings"));
+    }
+  }
+  if (j.contains("stop_token_ids")) {
+    auto ids = IdList(j["stop_token_ids"], "stop_token_ids", V);
+    if (!ids.ok()) return ids.status();
+    sp.stop_tokens = *std::move(ids);
+  }
+  for (std::optional<int32_t> id : {tok.eos_id(), tok.eot_id()}) {
+    if (id) sp.stop_tokens.push_back(*id);
+  }
+  return item;
+}
+
+// A request on its way through the engine.
+struct Running {
+  Item item;
+  std::vector<int32_t> ids;
+  tokenizer::IncrementalDecoder decoder;
+  serving::StopStrings stops;
+};
+
+std::string ErrorLine(int64_t line, const json& id, const absl::Status& s) {
+  return DumpJson({{"id", id}, {"line", line}, {"error", std::string(s.message())}});
+}
+
+class Progress {
+ public:
+  Progress(int64_t total, bool quiet)
+      : total_(total), quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), start_(Clock::now()) {}
+  void Update(int64_t done, int64_t tokens, bool final) {
+    if (quiet_) return;
+    const auto now = Clock::now();
+    const double since_print = std::chrono::duration<double>(now - last_).count();
+    if (!final && since_print < (tty_ ? 0.25 : 10.0)) return;
+    last_ = now;
+    const double s = std::chrono::duration<double>(now - start_).count();
+    const double rate = s > 0 ? tokens / s : 0;
+    std::string eta = "?";
+    if (done > 0 && done < total_) eta = absl::StrFormat("%.1fs", s / done * (total_ - done));
+    if (done == total_) eta = "0s";
+    std::fprintf(stderr, "%s%lld/%lld requests, %lld tokens, %.1f tok/s, ETA %s, %.1fs%s",
+                 tty_ ? "\r" : "", static_cast<long long>(done), static_cast<long long>(total_),
+                 static_cast<long long>(tokens), rate, eta.c_str(), s,
+                 tty_ && !final ? "" : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  const int64_t total_;
+  const bool quiet_, tty_;
+  const Clock::time_point start_;
+  Clock::time_point last_{};
+};
+
+// The leader's part: read, run, write. Returns the exit code.
+int RunLeader(const Args& args, const Transformer& model, const tokenizer::Tokenizer& tok,
+              parallel::Communicator* world, const EngineConfig& config, int32_t default_max) {
+  auto fail = [&](absl::Status s) {
+    ReleaseWorkers(*world).IgnoreError();
+    return Fail("batch", s);
+  };
+  const std::string in_path = *args.Get("--input"), out_path = *args.Get("--output");
+  if (in_path == out_path) {
+    return fail(absl::InvalidArgumentError("--input and --output name the same file"));
+  }
+  std::ifstream in(in_path, std::ios::binary);
+  if (!in) return fail(absl::NotFoundError(absl::StrCat(in_path, ": cannot open for reading")));
+  std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
+  if (!out) return fail(absl::PermissionDeniedError(absl::StrCat(out_path, ": cannot open for writing")));
+
+  // Results by input order; each line written as soon as those before it are.
+  std::vector<std::optional<std::string>> results;
+  std::map<int64_t, Running> running;  // by engine request id (the result index)
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json id = nullptr;
+    absl::StatusOr<json> j = ParseLine(line);
+    absl::StatusOr<Item> item = j.ok() ? ParseItem(*j, tok, default_max, &id) : j.status();
+    if (!item.ok()) {
+      results.push_back(ErrorLine(n, id, item.status()));
+      continue;
+    }
+    item->line = n;
+    results.emplace_back();
+    running.emplace(static_cast<int64_t>(results.size() - 1),
+                    Running{*std::move(item), {}, tokenizer::IncrementalDecoder(tok),
+                            *serving::StopStrings::Create({})});
+  }
+  if (in.bad()) return fail(absl::DataLossError(absl::StrCat(in_path, ": read error")));
+
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model, config, world);
+  if (!engine.ok()) return fail(engine.status());
+  for (auto it = running.begin(); it != running.end();) {
+    Running& r = it->second;
+    absl::StatusOr<serving::StopStrings> stops = serving::StopStrings::Create(r.item.stops);
+    absl::Status s = stops.ok() ? (*engine)->Add({.id = it->first,
+                                                  .prompt = r.item.prompt,
+                                                  .sampling = r.item.sampling})
+                                : stops.status();
+    if (!s.ok()) {
+      results[it->first] = ErrorLine(r.item.line, r.item.id, s);
+      it = running.erase(it);
+      continue;
+    }
+    r.stops = *std::move(stops);
+    ++it;
+  }
+  const int64_t total = static_cast<int64_t>(results.size());
+  int64_t done = total - static_cast<int64_t>(running.size()), tokens = 0;
+  size_t written = 0;
+  auto flush = [&] {
+    while (written < results.size() && results[written]) {
+      out << *results[written] << '\n';
+      results[written].reset();
+      ++written;
+    }
+    out.flush();
+  };
+  Progress progress(total, args.Has("--quiet"));
+  flush();
+  while (!(*engine)->idle()) {
+    absl::StatusOr<std::vector<EngineOutput>> step = (*engine)->Step();
+    if (!step.ok()) return Fail("batch", step.status());
+    for (EngineOutput& o : *step) {
+      auto it = running.find(o.id);
+      if (it == running.end()) continue;  // cancelled for a stop string: already written
+      Running& r = it->second;
+      std::optional<std::string> finish;
+      if (!o.error.ok()) {
+        results[o.id] = ErrorLine(r.item.line, r.item.id, o.error);
+      } else {
+        for (int32_t t : o.tokens) {
+          r.ids.push_back(t);
+          ++tokens;
+          if (r.stops.Append(r.decoder.Push(t))) break;
+        }
+        if (r.stops.done()) {
+          (*engine)->Cancel(o.id);
+          finish = "stop";
+        } else if (o.finish) {
+          r.stops.Append(r.decoder.Flush());
+          finish = *o.finish == serving::FinishReason::kStop ? "stop" : "length";
+        }
+        if (finish) {
+          results[o.id] = DumpJson({{"id", r.item.id},
+                                    {"text", r.stops.text()},
+                                    {"ids", r.ids},
+                                    {"finish_reason", *finish},
+                                    {"usage",
+                                     {{"prompt_tokens", r.item.prompt.size()},
+                                      {"completion_tokens", r.ids.size()}}}});
+        }
+      }
+      if (results[o.id]) {
+        running.erase(it);
+        ++done;
+      }
+    }
+    flush();
+    progress.Update(done, tokens, false);
+  }
+  progress.Update(done, tokens, true);
+  if (absl::Status s = (*engine)->Shutdown(); !s.ok()) return Fail("batch", s);
+  if (!out) return Fail("batch", absl::DataLossError(absl::StrCat(out_path, ": write error")));
+  return 0;
+}
+
+}  // namespace
+
+int BatchMain(int argc, char** argv) {
+  auto args = Args::Parse(kFlags, argc, argv, 0);
+  if (!args.ok()) return Fail("batch", args.status());
+  if (args->Has("--help") || !args->Has("--model") || !args->Has("--input") ||
+      !args->Has("--output") || !args->positional().empty()) {
+    std::fprintf(args->Has("--help") ? stdout : stderr,
+                 "usage: tessera batch -m MODEL --input IN.jsonl --output OUT.jsonl [options]\n%s",
+                 FlagHelp(kFlags).c_str());
+    return args->Has("--help") ? 0 : 2;
+  }
+  int tp = 1, ep = 1;
+  int64_t max_seqs = 16, max_batch_tokens = 512;
+  int32_t default_max = 128;
+  double timeout_s = 30;
+  for (absl::Status s : {args->GetNumber("--tp", &tp, 1, kMaxRanks),
+                         args->GetNumber("--ep", &ep, 1, kMaxRanks),
+                         args->GetNumber("--max-seqs", &max_seqs, int64_t{1}, int64_t{4096}),
+                         args->GetNumber("--max-batch-tokens", &max_batch_tokens, int64_t{1},
+                                         int64_t{65536}),
+                         args->GetNumber("--max-tokens", &default_max, 1,
+                                         std::numeric_limits<int32_t>::max()),
+                         args->GetNumber("--timeout", &timeout_s, kMinTimeoutS, kMaxTimeoutS)}) {
+    if (!s.ok()) return Fail("batch", s);
+  }
+  const std::string kv_spec = args->Get("--kv-cache-memory").value_or("0.2");
+  absl::StatusOr<int64_t> pool_bytes = KvPoolBytes(kv_spec);
+  if (!pool_bytes.ok()) return Fail("batch", pool_bytes.status());
+  auto source = ModelSource::Open(*args->Get("--model"));
+  if (!source.ok()) return Fail("batch", source.status());
+  if ((*source)->config() == nullptr) {
+    return Fail("batch", absl::InvalidArgumentError(absl::StrCat(
+                             (*source)->path(), ": holds no model weights (tokenizer files only)")));
+  }
+  auto replica = parallel::Replica::Join(&argc, &argv, tp, ep, ShapeOf(*(*source)->config()),
+                                         absl::Seconds(timeout_s));
+  if (!replica.ok()) return Fail("batch", replica.status());
+  const bool leader = (*replica)->rank() == 0;
+  auto model = Transformer::Load(
+      **source, (*replica)->tp(),
+      LoadOptions{.exact = args->Has("--exact"), .ep = ep > 1 ? (*replica)->ep() : nullptr});
+  if (!model.ok()) return Fail("batch", model.status());
+  parallel::Communicator* world = (*replica)->world_comm();
+  if (!leader) {
+    absl::Status s = RunWorker(**model, *world);
+    return s.ok() ? 0 : Fail("batch", s);
+  }
+  auto fail = [&](absl::Status s) {
+    ReleaseWorkers(*world).IgnoreError();
+    return Fail("batch", s);
+  };
+  auto tok = LoadTokenizer(**source);
+  if (!tok.ok()) return fail(tok.status());
+  if ((*model)->config().vocab != (*tok)->vocab_size()) {
+    return fail(absl::InvalidArgumentError(
+        absl::StrCat("the model's vocabulary (", (*model)->config().vocab,
+                     ") and its tokenizer's (", (*tok)->vocab_size(), ") differ")));
+  }
+  constexpr int64_t kBlock = 16;
+  int64_t pool = *pool_bytes;
+  if (!args->Has("--kv-cache-memory")) {  // the default: no more than the sequences can use
+    const KvCacheShape one = (*model)->CacheShape(kBlock, kBlock);
+    const int64_t need = max_seqs * (*model)->config().context * one.layers * 2 * one.kv_dim *
+                         static_cast<int64_t>(sizeof(float));
+    pool = std::min(pool, need);
+  }
+  absl::StatusOr<int64_t> blocks = KvBlocksFor(**model, pool, kBlock, /*print=*/true);
+  if (!blocks.ok()) return fail(blocks.status());
+  const EngineConfig config{.kv_blocks = *blocks, .block_size = kBlock,
+                            .max_batch_tokens = max_batch_tokens, .max_seqs = max_seqs};
+  return RunLeader(*args, **model, **tok, world, config, default_max);
+}
+
+}  // namespace tessera::cli
