@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (the fuzz preset: clang, ASan + UBSan) and runs each for
 # SECONDS over a copy of its seed corpus: deploy/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  per target, default 30
-#   TARGET   gguf safetensors config tokenizer chat_template (default: all, one at a time)
+#   TARGET   gguf safetensors config tokenizer chat_template step_plan (default: all, one
+#            at a time)
 # Prints each target's executions, coverage (cov/ft) and findings. Exits non-zero on any
 # crash, leak, timeout or OOM, naming the reproducer; replay one with
 #   build/fuzz/tests/fuzz/<target>_fuzz <reproducer>
@@ -16,7 +17,7 @@ source deploy/lib.sh
 seconds=${1:-30}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "fuzz: SECONDS must be a positive integer, got '$seconds'"
 shift || true
-all=(gguf safetensors config tokenizer chat_template)
+all=(gguf safetensors config tokenizer chat_template step_plan)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all[@]}")
 for t in "${targets[@]}"; do

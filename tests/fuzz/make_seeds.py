@@ -216,8 +216,35 @@ def make_chat():
         b"\x05" + "\0".join(["<|im_start|>system\nYou are Qwen.<|im_end|>\n"] + msgs[2:4]).encode())
 
 
+# ---- step plans (runtime/serving/step_plan.h) ----------------------------------------
+def plan(step, gen, ops, seqs, tokens, stop=False):
+    body = struct.pack("<III", len(ops), len(seqs), len(tokens))
+    for kind, seq, parent, count, blocks in ops:
+        body += struct.pack("<B3xIqqq", kind, len(blocks), seq, parent, count)
+        body += struct.pack(f"<{len(blocks)}i", *blocks)
+    for seq, first, n, flags, temp, top_k, top_p, min_p, rep, seed in seqs:
+        body += struct.pack("<qiiB3xfifffQ", seq, first, n, flags, temp, top_k,
+                            top_p, min_p, rep, seed)
+    body += struct.pack(f"<{len(tokens)}i", *tokens)
+    head = struct.pack("<IHHIIQQ", 0x4C505354, 1, 1 if stop else 0, len(body), 0, step, gen)
+    return head + body
+
+
+def make_step_plan():
+    greedy = (0.0, 0, 1.0, 0.0, 1.0, 0)
+    out("step_plan", "prefill", plan(1, 0, [(1, 7, 0, 0, [0, 1, 2])],
+                                     [(7, 0, 40, 1, *greedy)], list(range(100, 140))))
+    out("step_plan", "decode-and-prefill-chunk", plan(
+        9, 8, [(1, 3, 0, 0, [5]), (2, 4, 0, 0, []), (3, 6, 0, 0, [])],
+        [(3, 16, 1, 1, *greedy), (5, 32, 8, 2, 0.8, 40, 0.95, 0.05, 1.1, 1234567)],
+        [11] + list(range(200, 208))))
+    out("step_plan", "fork", plan(4, 3, [(4, 9, 7, 2, [])], [], []))
+    out("step_plan", "stop", plan(12, 11, [], [], [], stop=True))
+    out("step_plan", "empty", plan(0, 0, [], [], []))
+
+
 if __name__ == "__main__":
-    for t in ["gguf", "safetensors", "config", "tokenizer", "chat_template"]:
+    for t in ["gguf", "safetensors", "config", "tokenizer", "chat_template", "step_plan"]:
         shutil.rmtree(OUT / t, ignore_errors=True)
         (OUT / t).mkdir(parents=True)
     make_gguf()
@@ -225,3 +252,4 @@ if __name__ == "__main__":
     make_config()
     make_tokenizer()
     make_chat()
+    make_step_plan()
