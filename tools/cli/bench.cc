@@ -1,5 +1,7 @@
 // tessera bench -m MODEL: prefill and decode speed (llama-bench's pp/tg), and the
-// machine's memory read bandwidth, so decode can be reported against its roofline.
+// machine's memory read bandwidth, so decode can be reported against its roofline; with
+// --concurrency, the aggregate speed of many requests at once (llama-batched-bench's
+// S_PP/S_TG). Every run goes through the engine (scheduler, step plans), as serving does.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "kernels/cpu/thread_pool.h"
 #include "parallel/replica.h"
+#include "runtime/engine/engine.h"
 #include "runtime/engine/transformer.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
@@ -28,6 +31,9 @@ const std::vector<FlagSpec> kFlags = {
     {"--repetitions", "-r", true, "runs of each test; the median is reported (default 5)"},
     {"--threads", "-t", true, "comma-separated thread counts (default 1,2)"},
     {"--exact", "", false, "dequantize weights to f32 at load"},
+    {"--concurrency", "-c", true,
+     "comma-separated sequence counts: aggregate prefill and decode tok/s of that many "
+     "concurrent requests (-p prompt and -n generated tokens each) instead of pp/tg"},
     {"--tp", "", true, "tensor-parallel ranks (under mpirun -np TP; default 1)"},
     {"--json", "", false, "print one JSON object"},
     {"--help", "-h", false, "show this help"},
@@ -39,6 +45,65 @@ double Median(std::vector<double> v) {
 }
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct BatchTimes {
+  double prefill_s = 0, decode_s = 0;  // to every request's first token; after that
+  int64_t prefill_tokens = 0, decode_tokens = 0;
+  double prefill_comm_s = 0, decode_comm_s = 0;  // of which inside collectives
+  double moe_bytes_per_decode_token = 0;
+};
+
+// `c` requests of `prompt_len` random tokens, `gen` greedy tokens each (no stop tokens),
+// all at once through one engine, as llama-batched-bench runs them: the prefill phase
+// lasts until every request has its first token, the decode phase until all are done.
+absl::StatusOr<BatchTimes> RunBatch(const Transformer& m, parallel::Communicator* world,
+                                    parallel::Communicator* comm, int c, int prompt_len, int gen,
+                                    std::mt19937& rng) {
+  constexpr int64_t kBlock = 16;
+  const int64_t per_seq = (prompt_len + gen + kBlock - 1) / kBlock;
+  const EngineConfig config{.kv_blocks = c * per_seq, .block_size = kBlock,
+                            .max_batch_tokens = std::min<int64_t>(int64_t{c} * prompt_len, 1 << 20),
+                            .max_seqs = c};
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(m, config, world);
+  if (!engine.ok()) return engine.status();
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(m.config().vocab - 1));
+  for (int i = 0; i < c; ++i) {
+    EngineRequest r{.id = i};
+    for (int k = 0; k < prompt_len; ++k) r.prompt.push_back(token(rng));
+    r.sampling.max_new_tokens = gen;
+    if (absl::Status s = (*engine)->Add(std::move(r)); !s.ok()) return s;
+  }
+  BatchTimes b;
+  std::vector<bool> started(c, false);
+  int waiting = c;
+  int64_t moe_read = 0;
+  double comm0 = comm->stats().seconds;
+  auto t0 = Clock::now();
+  while (!(*engine)->idle()) {
+    absl::StatusOr<std::vector<EngineOutput>> step = (*engine)->Step();
+    if (!step.ok()) return step.status();
+    if (waiting == 0) {
+      moe_read += m.moe_bytes_read_last_forward();
+      for (const EngineOutput& o : *step) b.decode_tokens += static_cast<int64_t>(o.tokens.size());
+    }
+    for (const EngineOutput& o : *step) {
+      if (!o.tokens.empty() && !started[o.id]) started[o.id] = true, --waiting;
+    }
+    if (waiting == 0 && b.prefill_s == 0) {
+      b.prefill_s = Since(t0);
+      b.prefill_comm_s = comm->stats().seconds - comm0;
+      b.prefill_tokens = int64_t{c} * prompt_len;
+      t0 = Clock::now();
+      comm0 = comm->stats().seconds;
+    }
+  }
+  b.decode_s = Since(t0);
+  b.decode_comm_s = comm->stats().seconds - comm0;
+  const int64_t steps = gen - 1;
+  b.moe_bytes_per_decode_token = steps > 0 ? static_cast<double>(moe_read) / steps : 0;
+  if (absl::Status s = (*engine)->Shutdown(); !s.ok()) return s;
+  return b;
+}
 
 // Read bandwidth in GB/s: sum a 1 GiB buffer (far beyond the caches) on the current pool.
 double MemoryReadBandwidth(int repetitions) {
@@ -78,11 +143,20 @@ int BenchMain(int argc, char** argv) {
   }
   int n_prompt = 512, n_gen = 128, reps = 5;
   std::vector<int> threads = {1, 2};
-  constexpr int kMaxTokens = 1 << 24, kMaxReps = 10000, kMaxThreads = 4096, kMaxRanks = 1 << 16;
+  constexpr int kMaxTokens = 1 << 24, kMaxReps = 10000, kMaxThreads = 4096, kMaxRanks = 1 << 16,
+                kMaxConcurrency = 4096;
   for (absl::Status s : {args->GetNumber("--n-prompt", &n_prompt, 1, kMaxTokens),
                          args->GetNumber("--n-gen", &n_gen, 1, kMaxTokens),
                          args->GetNumber("--repetitions", &reps, 1, kMaxReps)}) {
     if (!s.ok()) return Fail("bench", s);
+  }
+  std::vector<int> concurrency;
+  if (auto v = args->Get("--concurrency")) {
+    for (absl::string_view part : absl::StrSplit(*v, ',')) {
+      auto c = ParseNumber("--concurrency", std::string(part), 1, kMaxConcurrency);
+      if (!c.ok()) return Fail("bench", c.status());
+      concurrency.push_back(*c);
+    }
   }
   if (auto v = args->Get("--threads")) {
     threads.clear();
@@ -111,48 +185,59 @@ int BenchMain(int argc, char** argv) {
   }
   const int64_t dense_bytes = m.decode_weight_bytes();
   const bool moe = m.config().n_experts > 0;
+  parallel::Communicator* world = (*replica)->world_comm();
+  const bool leader = (*replica)->rank() == 0;
 
   double moe_bytes_per_token = 0;  // measured: what the MoE layers read per decode step
   std::mt19937 rng(1234);
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(m.config().vocab - 1));
+  // One batch through the engine on the leader; the workers execute its plans.
+  auto run = [&](int c, int prompt_len, int gen) -> absl::StatusOr<BatchTimes> {
+    if (!leader) {
+      if (absl::Status s = RunWorker(m, *world); !s.ok()) return s;
+      return BatchTimes{};
+    }
+    return RunBatch(m, world, comm, c, prompt_len, gen, rng);
+  };
   json results = json::array();
   for (int t : threads) {
     kernels::SetNumThreads(t);
+    if (!concurrency.empty()) {
+      for (int c : concurrency) {
+        std::vector<double> pp, tg;
+        for (int r = 0; r <= reps; ++r) {  // run 0 warms up
+          absl::StatusOr<BatchTimes> b = run(c, n_prompt, n_gen);
+          if (!b.ok()) return Fail("bench", b.status());
+          if (r > 0 && leader) {
+            pp.push_back(b->prefill_tokens / b->prefill_s);
+            tg.push_back(b->decode_tokens / b->decode_s);
+          }
+        }
+        if (leader) {
+          results.push_back({{"threads", t},
+                             {"concurrency", c},
+                             {"aggregate_prefill_tokens_per_s", Median(pp)},
+                             {"aggregate_decode_tokens_per_s", Median(tg)}});
+        }
+      }
+      continue;
+    }
     std::vector<double> pp, tg, pp_comm, tg_comm;
     for (int r = 0; r <= reps; ++r) {  // run 0 warms up
-      std::vector<int32_t> prompt(n_prompt);
-      for (int32_t& id : prompt) id = token(rng);
-      auto cache = KvCache::Create(m.CacheShape(n_prompt + n_gen));
-      if (!cache.ok()) return Fail("bench", cache.status());
-      std::vector<float> logits;
-      const SeqChunk chunk{0, prompt, false};
-      double comm0 = comm->stats().seconds;
-      auto t0 = Clock::now();
-      if (absl::Status s = m.Forward({&chunk, 1}, **cache, logits); !s.ok()) return Fail("bench", s);
-      const double prefill = Since(t0);
-      const double prefill_comm = comm->stats().seconds - comm0;
-      comm0 = comm->stats().seconds;
-      auto gen_cache = KvCache::Create(m.CacheShape(n_gen));
-      if (!gen_cache.ok()) return Fail("bench", gen_cache.status());
-      int64_t moe_read = 0;
-      t0 = Clock::now();
-      for (int i = 0; i < n_gen; ++i) {
-        const int32_t id = token(rng);
-        const SeqChunk one{0, {&id, 1}, false};
-        if (absl::Status s = m.Forward({&one, 1}, **gen_cache, logits); !s.ok()) return Fail("bench", s);
-        moe_read += m.moe_bytes_read_last_forward();
-      }
-      const double decode = Since(t0);
-      const double decode_comm = comm->stats().seconds - comm0;
-      moe_bytes_per_token = static_cast<double>(moe_read) / n_gen;
-      if (r > 0) {
-        pp.push_back(n_prompt / prefill);
-        tg.push_back(n_gen / decode);
-        pp_comm.push_back(prefill_comm / prefill);
-        tg_comm.push_back(decode_comm / decode);
+      // pp: the prompt in one step; tg: n_gen decode steps from an empty context.
+      absl::StatusOr<BatchTimes> p = run(1, n_prompt, 1);
+      if (!p.ok()) return Fail("bench", p.status());
+      absl::StatusOr<BatchTimes> g = run(1, 1, n_gen + 1);
+      if (!g.ok()) return Fail("bench", g.status());
+      moe_bytes_per_token = g->moe_bytes_per_decode_token;
+      if (r > 0 && leader) {
+        pp.push_back(n_prompt / p->prefill_s);
+        tg.push_back(n_gen / g->decode_s);
+        pp_comm.push_back(p->prefill_comm_s / p->prefill_s);
+        tg_comm.push_back(g->decode_comm_s / g->decode_s);
       }
     }
     const double bw = MemoryReadBandwidth(3);
+    if (!leader) continue;
     const double tg_med = Median(tg);
     const double decode_bytes = dense_bytes + moe_bytes_per_token;
     results.push_back({{"threads", t},
@@ -172,7 +257,7 @@ int BenchMain(int argc, char** argv) {
               {"repetitions", reps},
               {"decode_bytes_per_token", dense_bytes + moe_bytes_per_token},
               {"results", results}};
-  if (moe) {
+  if (moe && concurrency.empty()) {
     const ModelConfig& c = m.config();
     out["moe"] = {{"experts", c.n_experts},
                   {"experts_per_token", c.n_experts_used},
@@ -184,6 +269,18 @@ int BenchMain(int argc, char** argv) {
   }
   if (args->Has("--json")) {
     std::printf("%s\n", DumpJson(out, 2).c_str());
+    return 0;
+  }
+  if (!concurrency.empty()) {
+    std::printf("model %s; %d-token prompts, %d generated tokens per sequence\n",
+                (*source)->path().c_str(), n_prompt, n_gen);
+    std::printf("%3s %7s %11s %20s %20s\n", "tp", "threads", "concurrency", "prefill t/s (all)",
+                "decode t/s (all)");
+    for (const json& r : results) {
+      std::printf("%3d %7d %11d %20.1f %20.1f\n", tp, r["threads"].get<int>(),
+                  r["concurrency"].get<int>(), r["aggregate_prefill_tokens_per_s"].get<double>(),
+                  r["aggregate_decode_tokens_per_s"].get<double>());
+    }
     return 0;
   }
   std::printf("model %s; weights read per decode token: %.1f MiB\n", (*source)->path().c_str(),
