@@ -1,8 +1,13 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/cpu/check.h"
 
@@ -19,6 +24,28 @@ void CheckFail(const char* file, int line, const char* cond, const char* msg) {
 namespace {
 
 thread_local bool tls_in_parallel_for = false;
+
+// How long an idle thread polls before it sleeps.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Polls `ready` for up to kSpin; true if it became true.
+template <typename F>
+bool SpinUntil(F ready) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    for (int k = 0; k < 16; ++k) CpuRelax();
+    if ((i & 15) == 15 && std::chrono::steady_clock::now() > until) return false;
+  }
+}
 
 int ThreadsFromEnvironment() {
   if (const char* env = std::getenv("TESSERA_THREADS")) {
@@ -43,7 +70,7 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   work_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
@@ -62,16 +89,22 @@ void ThreadPool::RunChunks() {
 
 void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
+  auto has_work = [&] {
+    return stop_.load(std::memory_order_acquire) ||
+           generation_.load(std::memory_order_acquire) != seen;
+  };
   for (;;) {
-    {
+    if (!SpinUntil(has_work)) {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      work_cv_.wait(lock, has_work);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     RunChunks();
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--busy_ == 0) done_cv_.notify_one();
+    if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);  // the caller may be between check and wait
+      done_cv_.notify_one();
+    }
   }
 }
 
@@ -90,13 +123,16 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     n_ = n;
     grain_ = grain;
     next_.store(0, std::memory_order_relaxed);
-    busy_ = static_cast<int>(workers_.size());
-    ++generation_;
+    busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);  // publishes the job
   }
   work_cv_.notify_all();
   RunChunks();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return busy_ == 0; });
+  auto done = [&] { return busy_.load(std::memory_order_acquire) == 0; };
+  if (!SpinUntil(done)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, done);
+  }
   fn_ = nullptr;
 }
 

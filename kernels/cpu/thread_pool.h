@@ -5,6 +5,9 @@
 // else std::thread::hardware_concurrency(). SetNumThreads() replaces it; call it at start-up
 // or between kernel calls, never while a kernel runs.
 //
+// Idle threads spin briefly (tens of microseconds) before they sleep, so back-to-back
+// kernels hand off without a wake-up each.
+//
 // Thread-safety: ParallelFor may be called from several threads; calls on one pool run one
 // at a time. A ParallelFor issued from inside a ParallelFor body runs inline on the calling
 // thread (no deadlock, no nested parallelism).
@@ -45,10 +48,13 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  // Guarded by mu_:
-  uint64_t generation_ = 0;
-  int busy_ = 0;  // workers still inside the current job
-  bool stop_ = false;
+  // Written under mu_ (so that a waiter's predicate cannot miss a change), read by
+  // spinning threads without it. Idle workers spin for kSpin before they sleep on
+  // work_cv_, and the caller spins as long before it sleeps on done_cv_: a decode step
+  // makes hundreds of hand-offs a few microseconds apart, each a futex wake-up otherwise.
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> busy_{0};  // workers still inside the current job
+  std::atomic<bool> stop_{false};
   // The current job; written under mu_ before generation_ advances, read-only during it.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
