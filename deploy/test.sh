@@ -4,8 +4,8 @@
 #      vectors;
 #   2. the release build and every test (ctest labels unit, dist, e2e);
 #   3. the whole unit suite again under AddressSanitizer + UBSan (asan preset);
-#   4. the thread pool, in-process communicator and parallel-layer tests under
-#      ThreadSanitizer (tsan preset);
+#   4. the thread pool, in-process communicator, parallel-layer and engine-across-ranks
+#      tests under ThreadSanitizer (tsan preset);
 #   5. every fuzz target for 30 s over its corpus (deploy/fuzz.sh; libFuzzer, ASan + UBSan).
 # TESSERA_TEST_QUICK=1 stops after step 2.
 set -euo pipefail
@@ -28,8 +28,8 @@ step "ASan + UBSan: unit suite"
 deploy/build.sh asan
 ctest --preset asan -j2 -L unit
 
-step "TSan: thread pool, in-process communicator, parallel layers"
-tsan_tests=(kernels_test communicator_test linear_tp_test moe_ep_test)
+step "TSan: thread pool, in-process communicator, parallel layers, engine across ranks"
+tsan_tests=(kernels_test communicator_test linear_tp_test moe_ep_test engine_ranks_test)
 deploy/build.sh tsan "${tsan_tests[@]}"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   ctest --preset tsan -j2 -L unit -E '_NOT_BUILT$|^fuzz_replay_'  # every test of those binaries
