@@ -399,49 +399,33 @@ int BatchMain(int argc, char** argv) {
   const std::string kv_spec = args->Get("--kv-cache-memory").value_or("0.2");
   absl::StatusOr<int64_t> pool_bytes = KvPoolBytes(kv_spec);
   if (!pool_bytes.ok()) return Fail("batch", pool_bytes.status());
-  auto source = ModelSource::Open(*args->Get("--model"));
-  if (!source.ok()) return Fail("batch", source.status());
-  if ((*source)->config() == nullptr) {
-    return Fail("batch", absl::InvalidArgumentError(absl::StrCat(
-                             (*source)->path(), ": holds no model weights (tokenizer files only)")));
-  }
-  auto replica = parallel::Replica::Join(&argc, &argv, tp, ep, ShapeOf(*(*source)->config()),
-                                         absl::Seconds(timeout_s));
-  if (!replica.ok()) return Fail("batch", replica.status());
-  const bool leader = (*replica)->rank() == 0;
-  auto model = Transformer::Load(
-      **source, (*replica)->tp(),
-      LoadOptions{.exact = args->Has("--exact"), .ep = ep > 1 ? (*replica)->ep() : nullptr});
-  if (!model.ok()) return Fail("batch", model.status());
-  parallel::Communicator* world = (*replica)->world_comm();
-  if (!leader) {
-    absl::Status s = RunWorker(**model, *world);
+  absl::StatusOr<LoadedReplica> loaded = LoadReplica(*args, tp, ep, timeout_s, &argc, &argv);
+  if (!loaded.ok()) return Fail("batch", loaded.status());
+  const Transformer& model = *loaded->model;
+  parallel::Communicator* world = loaded->replica->world_comm();
+  if (loaded->replica->rank() != 0) {
+    absl::Status s = RunWorker(model, *world);
     return s.ok() ? 0 : Fail("batch", s);
   }
   auto fail = [&](absl::Status s) {
     ReleaseWorkers(*world).IgnoreError();
     return Fail("batch", s);
   };
-  auto tok = LoadTokenizer(**source);
+  auto tok = LoadModelTokenizer(*loaded->source, model);
   if (!tok.ok()) return fail(tok.status());
-  if ((*model)->config().vocab != (*tok)->vocab_size()) {
-    return fail(absl::InvalidArgumentError(
-        absl::StrCat("the model's vocabulary (", (*model)->config().vocab,
-                     ") and its tokenizer's (", (*tok)->vocab_size(), ") differ")));
-  }
   constexpr int64_t kBlock = 16;
   int64_t pool = *pool_bytes;
   if (!args->Has("--kv-cache-memory")) {  // the default: no more than the sequences can use
-    const KvCacheShape one = (*model)->CacheShape(kBlock, kBlock);
-    const int64_t need = max_seqs * (*model)->config().context * one.layers * 2 * one.kv_dim *
+    const KvCacheShape one = model.CacheShape(kBlock, kBlock);
+    const int64_t need = max_seqs * model.config().context * one.layers * 2 * one.kv_dim *
                          static_cast<int64_t>(sizeof(float));
     pool = std::min(pool, need);
   }
-  absl::StatusOr<int64_t> blocks = KvBlocksFor(**model, pool, kBlock, /*print=*/true);
+  absl::StatusOr<int64_t> blocks = KvBlocksFor(model, pool, kBlock, /*print=*/true);
   if (!blocks.ok()) return fail(blocks.status());
   const EngineConfig config{.kv_blocks = *blocks, .block_size = kBlock,
                             .max_batch_tokens = max_batch_tokens, .max_seqs = max_seqs};
-  return RunLeader(*args, **model, **tok, world, config, default_max);
+  return RunLeader(*args, model, **tok, world, config, default_max);
 }
 
 }  // namespace tessera::cli

@@ -168,25 +168,21 @@ int BenchMain(int argc, char** argv) {
   }
   int tp = 1;
   if (absl::Status s = args->GetNumber("--tp", &tp, 1, kMaxRanks); !s.ok()) return Fail("bench", s);
-  auto source = ModelSource::Open(*args->Get("--model"));
-  if (!source.ok()) return Fail("bench", source.status());
-  if ((*source)->config() == nullptr) {
-    return Fail("bench", absl::InvalidArgumentError("the model holds no weights"));
-  }
-  auto replica = parallel::Replica::Join(&argc, &argv, tp, 1, ShapeOf(*(*source)->config()),
-                                         absl::Seconds(60));
-  if (!replica.ok()) return Fail("bench", replica.status());
-  parallel::Communicator* comm = (*replica)->tp();
-  auto model = Transformer::Load(**source, comm, LoadOptions{.exact = args->Has("--exact")});
-  if (!model.ok()) return Fail("bench", model.status());
-  const Transformer& m = **model;
+  // Collectives may wait a minute: ranks of an oversubscribed machine take turns.
+  absl::StatusOr<LoadedReplica> loaded = LoadReplica(*args, tp, 1, 60, &argc, &argv);
+  if (!loaded.ok()) return Fail("bench", loaded.status());
+  const std::unique_ptr<ModelSource>& source = loaded->source;
+  const std::unique_ptr<parallel::Replica>& replica = loaded->replica;
+  parallel::Communicator* comm = replica->tp();
+  const Transformer& m = *loaded->model;
+
   if (n_prompt + n_gen > m.config().context) {
     return Fail("bench", absl::InvalidArgumentError("--n-prompt + --n-gen exceed the context"));
   }
   const int64_t dense_bytes = m.decode_weight_bytes();
   const bool moe = m.config().n_experts > 0;
-  parallel::Communicator* world = (*replica)->world_comm();
-  const bool leader = (*replica)->rank() == 0;
+  parallel::Communicator* world = replica->world_comm();
+  const bool leader = replica->rank() == 0;
 
   double moe_bytes_per_token = 0;  // measured: what the MoE layers read per decode step
   std::mt19937 rng(1234);
@@ -249,8 +245,8 @@ int BenchMain(int argc, char** argv) {
                        {"pp_collective_time_share", Median(pp_comm)},
                        {"tg_collective_time_share", Median(tg_comm)}});
   }
-  if ((*replica)->rank() != 0) return 0;  // rank 0 reports
-  json out = {{"model", (*source)->path()},
+  if (replica->rank() != 0) return 0;  // rank 0 reports
+  json out = {{"model", source->path()},
               {"tp", tp},
               {"n_prompt", n_prompt},
               {"n_gen", n_gen},
@@ -273,7 +269,7 @@ int BenchMain(int argc, char** argv) {
   }
   if (!concurrency.empty()) {
     std::printf("model %s; %d-token prompts, %d generated tokens per sequence\n",
-                (*source)->path().c_str(), n_prompt, n_gen);
+                source->path().c_str(), n_prompt, n_gen);
     std::printf("%3s %7s %11s %20s %20s\n", "tp", "threads", "concurrency", "prefill t/s (all)",
                 "decode t/s (all)");
     for (const json& r : results) {
@@ -283,7 +279,7 @@ int BenchMain(int argc, char** argv) {
     }
     return 0;
   }
-  std::printf("model %s; weights read per decode token: %.1f MiB\n", (*source)->path().c_str(),
+  std::printf("model %s; weights read per decode token: %.1f MiB\n", source->path().c_str(),
               out["decode_bytes_per_token"].get<double>() / 1048576.0);
   if (moe) {
     std::printf("MoE: %.1f of %.1f MiB of MoE weights read per decode token (%.1f%%; top-%lld of "

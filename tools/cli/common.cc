@@ -132,6 +132,44 @@ absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes
   return capped;
 }
 
+absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, double timeout_s,
+                                          int* argc, char*** argv) {
+  LoadedReplica r;
+  auto source = ModelSource::Open(*args.Get("--model"));
+  if (!source.ok()) return source.status();
+  r.source = *std::move(source);
+  if (r.source->config() == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(r.source->path(), ": holds no model weights (tokenizer files only)"));
+  }
+  auto replica = parallel::Replica::Join(argc, argv, tp, ep, ShapeOf(*r.source->config()),
+                                         absl::Seconds(timeout_s));
+  if (!replica.ok()) return replica.status();
+  r.replica = *std::move(replica);
+  auto model = Transformer::Load(
+      *r.source, r.replica->tp(),
+      LoadOptions{.exact = args.Has("--exact"), .ep = ep > 1 ? r.replica->ep() : nullptr});
+  if (!model.ok()) return model.status();
+  r.model = *std::move(model);
+  std::fprintf(stderr, "%s; weights %lld bytes (%.1f MiB), routed experts %lld bytes\n",
+               r.replica->Describe().c_str(), static_cast<long long>(r.model->weight_bytes()),
+               r.model->weight_bytes() / 1048576.0,
+               static_cast<long long>(r.model->routed_expert_bytes()));
+  return r;
+}
+
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const ModelSource& source,
+                                                                         const Transformer& model) {
+  auto tok = LoadTokenizer(source);
+  if (!tok.ok()) return tok.status();
+  if (model.config().vocab != (*tok)->vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the model's vocabulary (", model.config().vocab,
+                                                   ") and its tokenizer's (", (*tok)->vocab_size(),
+                                                   ") differ"));
+  }
+  return tok;
+}
+
 parallel::ModelShape ShapeOf(const ModelConfig& c) {
   return parallel::ModelShape{.n_heads = c.n_heads,
                               .n_kv_heads = c.n_kv_heads,

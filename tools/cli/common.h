@@ -10,11 +10,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "parallel/replica.h"
 #include "parallel/topology.h"
 #include "absl/strings/string_view.h"
 #include "runtime/engine/transformer.h"
 #include "runtime/model/model_source.h"
 #include "runtime/tokenizer/tokenizer.h"
+#include "tools/cli/args.h"
 
 namespace tessera::cli {
 
@@ -46,6 +48,22 @@ absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec);
 // model's context).
 absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes,
                                     int64_t block_size, bool print);
+
+// One rank's part of a replica: the model file, the replica it joined and its shard of
+// the weights. Declared so that the model goes first (it borrows the communicators).
+struct LoadedReplica {
+  std::unique_ptr<ModelSource> source;
+  std::unique_ptr<parallel::Replica> replica;
+  std::unique_ptr<Transformer> model;
+};
+// Opens --model (refusing a folder without weights), joins the replica (tp x ep, every
+// collective bounded by `timeout_s`) and loads this rank's shard (--exact honoured); prints
+// the rank's start line (rank, groups, pid, weight bytes).
+absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, double timeout_s,
+                                          int* argc, char*** argv);
+// The model's tokenizer, refused when its vocabulary is not the model's.
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const ModelSource& source,
+                                                                         const Transformer& model);
 
 // The layout-relevant shape of a model, as parallel::Topology checks it.
 parallel::ModelShape ShapeOf(const ModelConfig& config);

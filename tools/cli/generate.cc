@@ -120,26 +120,14 @@ int GenerateMain(int argc, char** argv) {
                          args->GetNumber("--timeout", &timeout_s, kMinTimeoutS, kMaxTimeoutS)}) {
     if (!s.ok()) return Fail("generate", s);
   }
-  auto source = ModelSource::Open(*args->Get("--model"));
-  if (!source.ok()) return Fail("generate", source.status());
-  if ((*source)->config() == nullptr) {
-    return Fail("generate", absl::InvalidArgumentError(absl::StrCat(
-                                (*source)->path(), ": holds no model weights (tokenizer files only)")));
-  }
-  auto replica = parallel::Replica::Join(&argc, &argv, tp, ep, ShapeOf(*(*source)->config()),
-                                         absl::Seconds(timeout_s));
-  if (!replica.ok()) return Fail("generate", replica.status());
-  const bool leader = (*replica)->rank() == 0;
   const auto load_start = std::chrono::steady_clock::now();
-  auto model = Transformer::Load(
-      **source, (*replica)->tp(),
-      LoadOptions{.exact = args->Has("--exact"), .ep = ep > 1 ? (*replica)->ep() : nullptr});
-  if (!model.ok()) return Fail("generate", model.status());
-  std::fprintf(stderr, "%s; weights %lld bytes (%.1f MiB), routed experts %lld bytes\n",
-               (*replica)->Describe().c_str(), static_cast<long long>((*model)->weight_bytes()),
-               (*model)->weight_bytes() / 1048576.0,
-               static_cast<long long>((*model)->routed_expert_bytes()));
-  parallel::Communicator* world = (*replica)->world_comm();
+  absl::StatusOr<LoadedReplica> loaded = LoadReplica(*args, tp, ep, timeout_s, &argc, &argv);
+  if (!loaded.ok()) return Fail("generate", loaded.status());
+  const std::unique_ptr<ModelSource>& source = loaded->source;
+  const std::unique_ptr<parallel::Replica>& replica = loaded->replica;
+  const std::unique_ptr<Transformer>& model = loaded->model;
+  const bool leader = replica->rank() == 0;
+  parallel::Communicator* world = replica->world_comm();
   GenerateResult result;
   std::vector<int32_t> prompt;
   std::unique_ptr<tokenizer::Tokenizer> tok;
@@ -147,24 +135,19 @@ int GenerateMain(int argc, char** argv) {
   std::string text;  // streamed or collected output
   if (!leader) {
     // Workers never see the prompt: they execute the leader's step plans.
-    if (absl::Status s = RunWorker(**model, *world); !s.ok()) return Fail("generate", s);
+    if (absl::Status s = RunWorker(*model, *world); !s.ok()) return Fail("generate", s);
   } else {
     // Whatever fails before the engine starts releases the workers (Generate does too).
     auto fail = [&](absl::Status s) {
       ReleaseWorkers(*world).IgnoreError();
       return Fail("generate", s);
     };
-    auto loaded = LoadTokenizer(**source);
-    if (!loaded.ok()) return fail(loaded.status());
-    tok = *std::move(loaded);
-    if ((*model)->config().vocab != tok->vocab_size()) {
-      return fail(absl::InvalidArgumentError(
-          absl::StrCat("the model's vocabulary (", (*model)->config().vocab,
-                       ") and its tokenizer's (", tok->vocab_size(), ") differ")));
-    }
+    auto loaded_tok = LoadModelTokenizer(*source, *model);
+    if (!loaded_tok.ok()) return fail(loaded_tok.status());
+    tok = *std::move(loaded_tok);
     std::fprintf(stderr, "loaded %s: %s, %.1f MiB of weights in %.2f s\n",
-                 (*source)->path().c_str(), (*model)->config().arch.c_str(),
-                 (*model)->weight_bytes() / 1048576.0,
+                 source->path().c_str(), model->config().arch.c_str(),
+                 model->weight_bytes() / 1048576.0,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start)
                      .count());
     auto prompt_ids = EncodePrompt(*tok, *args->Get("--prompt"), args->Has("--chat"),
@@ -183,7 +166,7 @@ int GenerateMain(int argc, char** argv) {
       };
     }
     opts.keep_prompt_logits = args->Has("--dump-logits");
-    auto generated = Generate(**model, prompt, opts);
+    auto generated = Generate(*model, prompt, opts);
     if (!generated.ok()) return Fail("generate", generated.status());
     result = *std::move(generated);
     if (!as_json) text = stream.Flush();
@@ -191,9 +174,9 @@ int GenerateMain(int argc, char** argv) {
   // This rank's traffic over every group it belongs to: the world (step plans), tp and ep.
   parallel::CollectiveStats stats;
   {
-    std::vector<parallel::Communicator*> groups = {(*replica)->tp()};
-    if (ep > 1 && (*replica)->ep() != (*replica)->tp()) groups.push_back((*replica)->ep());
-    if (world != (*replica)->tp()) groups.push_back(world);
+    std::vector<parallel::Communicator*> groups = {replica->tp()};
+    if (ep > 1 && replica->ep() != replica->tp()) groups.push_back(replica->ep());
+    if (world != replica->tp()) groups.push_back(world);
     for (parallel::Communicator* g : groups) {
       const parallel::CollectiveStats e = g->stats();
       for (int k = 0; k < parallel::kNumCollectiveKinds; ++k) {
@@ -206,13 +189,13 @@ int GenerateMain(int argc, char** argv) {
   // Gathered before the leader returns: every rank takes part.
   std::vector<parallel::CollectiveStats> all_stats;
   if (args->Has("--stats")) {
-    auto gathered = GatherStats((*replica)->world_comm(), stats);
+    auto gathered = GatherStats(replica->world_comm(), stats);
     if (!gathered.ok()) return Fail("generate", gathered.status());
     all_stats = std::move(*gathered);
   }
   auto print_stats = [&] {
     if (!args->Has("--stats")) return;
-    std::fprintf(stderr, "rank %d collectives: %s\n", (*replica)->rank(),
+    std::fprintf(stderr, "rank %d collectives: %s\n", replica->rank(),
                  DumpJson(StatsJson(stats)).c_str());
   };
   if (!leader) {  // only the leader prints the generation
@@ -220,7 +203,7 @@ int GenerateMain(int argc, char** argv) {
     return 0;
   }
   if (opts.keep_prompt_logits) {
-    const int64_t V = (*model)->config().vocab;
+    const int64_t V = model->config().vocab;
     if (absl::Status s = WriteNpyF32(*args->Get("--dump-logits"), result.prompt_logits,
                                      {static_cast<int64_t>(prompt.size()), V});
         !s.ok()) {
@@ -234,7 +217,7 @@ int GenerateMain(int argc, char** argv) {
               {"logprobs", result.logprobs},
               {"finish_reason", result.finish_reason}};
     // MoE models: routed (token, choice) pairs per expert, per layer (prompt and decode).
-    if (const auto load = (*model)->ExpertLoad(); !load.empty()) j["expert_load"] = load;
+    if (const auto load = model->ExpertLoad(); !load.empty()) j["expert_load"] = load;
     if (args->Has("--stats")) {  // one entry per rank
       json per_rank = json::array();
       for (const parallel::CollectiveStats& r : all_stats) per_rank.push_back(StatsJson(r));
