@@ -146,6 +146,48 @@ class Batch(unittest.TestCase):
             self.assertEqual(outs[0].count(b"\n"), 25)
             self.assertEqual(outs[0], outs[1])
 
+    def test_32_concurrent_requests_on_golden_models_every_layout(self):
+        """32 requests of 1 to 100 prompt tokens (blocks of 16 crossed) through tessera batch
+        with a KV pool small enough to preempt: the same greedy tokens on one process as on
+        tp 2 (llama), ep 2 and tp 2 x ep 2 (mixtral)."""
+        import random
+        rng = random.Random(5)
+        with tempfile.TemporaryDirectory() as d:
+            prompts = os.path.join(d, "in.jsonl")
+            with open(prompts, "w") as f:
+                for i in range(32):
+                    n = 1 if i == 0 else 100 if i == 1 else rng.randint(2, 99)
+                    ids = [rng.randrange(256) for _ in range(n)]
+                    f.write(json.dumps({"id": i, "prompt_ids": ids,
+                                        "max_tokens": min(4 + i % 17, 128 - n)}) + "\n")
+            for arch, layouts in (("llama", [(2, 2, 1)]), ("mixtral", [(2, 1, 2), (2, 2, 2)])):
+                model = os.path.join(DATA, "golden", arch)
+                runs = {}
+                for w, tp, ep in [(1, 1, 1)] + layouts:
+                    out = os.path.join(d, f"{arch}-{w}-{tp}-{ep}.jsonl")
+                    # 20 blocks of 16 tokens on one process (96 KiB at 512 bytes per token
+                    # for these models; more blocks where tp halves a rank's KV heads).
+                    cmd = [TESSERA, "batch", "-m", model, "--input", prompts, "--output", out,
+                           "--max-seqs", "32", "--max-batch-tokens", "48",
+                           "--kv-cache-memory", "160K", "--timeout", "60"]
+                    if w > 1:
+                        cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(w)] + cmd + [
+                            "--tp", str(tp), "--ep", str(ep)]
+                    p = subprocess.run(cmd, capture_output=True, env=ENV, timeout=600)
+                    err = p.stderr.decode()
+                    self.assertEqual(p.returncode, 0, err)
+                    if w == 1:
+                        m = re.search(r"(\d+) preemptions", err)
+                        self.assertTrue(m and int(m.group(1)) > 0, err)
+                    with open(out) as f:
+                        runs[(w, tp, ep)] = [json.loads(line) for line in f]
+                want = runs[(1, 1, 1)]
+                self.assertEqual(len(want), 32)
+                self.assertTrue(all("error" not in r for r in want), want)
+                for layout, got in runs.items():
+                    self.assertEqual([r["ids"] for r in got], [r["ids"] for r in want],
+                                     f"{arch} {layout}")
+
 
 class DeadPeer(unittest.TestCase):
     def test_killed_rank_is_an_error_not_a_hang(self):

@@ -365,6 +365,11 @@ int RunLeader(const Args& args, const Transformer& model, const tokenizer::Token
     progress.Update(done, tokens, false);
   }
   progress.Update(done, tokens, true);
+  if (!args.Has("--quiet")) {
+    const serving::SchedulerStats st = (*engine)->stats();
+    std::fprintf(stderr, "batch: %lld preemptions (KV pool of %lld blocks)\n",
+                 static_cast<long long>(st.preemptions), static_cast<long long>(config.kv_blocks));
+  }
   if (absl::Status s = (*engine)->Shutdown(); !s.ok()) return Fail("batch", s);
   if (!out) return Fail("batch", absl::DataLossError(absl::StrCat(out_path, ": write error")));
   return 0;
