@@ -1,6 +1,7 @@
 #include "parallel/mpi_communicator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <thread>
@@ -25,6 +26,11 @@ std::string ErrorString(int rc) {
   if (MPI_Error_string(rc, buf, &len) != MPI_SUCCESS) return absl::StrCat("MPI error ", rc);
   return std::string(buf, len);
 }
+
+// Set once any communicator of this process saw a peer fail (a timeout or a transport
+// error): MPI_Finalize then waits for every process, the dead one included, so the session
+// skips it and the process exits without it.
+std::atomic<bool> g_peer_failed{false};
 
 bool Finalized() {
   int done = 0;
@@ -98,7 +104,7 @@ absl::StatusOr<std::unique_ptr<MpiSession>> MpiSession::Init(int* argc, char*** 
 }
 
 MpiSession::~MpiSession() {
-  if (owns_ && !Finalized()) MPI_Finalize();
+  if (owns_ && !Finalized() && !g_peer_failed.load()) MPI_Finalize();
 }
 
 // ---- MpiCommunicator ----
@@ -165,6 +171,7 @@ absl::Status MpiCommunicator::Mpi(int rc, const std::string& what) {
   if (rc == MPI_SUCCESS) return absl::OkStatus();
   broken_ =
       absl::UnavailableError(absl::StrCat(what, " on ", label_, " failed: ", ErrorString(rc)));
+  g_peer_failed = true;
   return broken_;
 }
 
@@ -204,6 +211,7 @@ absl::Status MpiCommunicator::WaitAll(MPI_Request* reqs, int n, const std::strin
       broken_ = absl::DeadlineExceededError(
           absl::StrCat(what, " on ", label_, " did not complete within ",
                        absl::FormatDuration(timeout_), ": a peer is dead or stuck"));
+      g_peer_failed = true;
       return broken_;
     }
     // Spin briefly (latency), then back off so that oversubscribed ranks let peers run.

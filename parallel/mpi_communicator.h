@@ -38,8 +38,10 @@
 namespace tessera::parallel {
 
 // MPI for the life of this object: MPI_Init_thread(MPI_THREAD_FUNNELED) on Init, and
-// MPI_Finalize on destruction if this session was the one that initialised MPI. One per
-// process; destroy every MpiCommunicator first.
+// MPI_Finalize on destruction if this session was the one that initialised MPI, unless a
+// communicator of this process saw a peer fail (MPI_Finalize would wait for the dead
+// peer: seen to hang Open MPI 4.1's survivors; the process then exits without it). One
+// per process; destroy every MpiCommunicator first.
 class MpiSession {
  public:
   static absl::StatusOr<std::unique_ptr<MpiSession>> Init(int* argc, char*** argv);
