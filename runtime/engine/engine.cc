@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/buffer.h"
 #include "runtime/serving/step_plan.h"
 
 namespace tessera {
@@ -134,6 +135,29 @@ absl::Status Execute(const Transformer& model, KvCache& cache, const serving::St
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Transformer& model,
                                                        const EngineConfig& config,
                                                        parallel::Communicator* world) {
+  const bool workers = world != nullptr && world->size() > 1;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = CreateLocal(model, config, workers ? world : nullptr);
+  if (!workers) return engine;
+  if (!engine.ok()) {  // the workers are waiting for a configuration: release them
+    ReleaseWorkers(*world).IgnoreError();
+    return engine;
+  }
+  if (world->rank() != 0) {
+    return absl::InvalidArgumentError("the engine runs on world rank 0; other ranks RunWorker");
+  }
+  std::vector<uint8_t> msg = EncodeConfig(config);
+  if (absl::Status s = world->Broadcast(
+          kernels::Tensor(msg.data(), DType::kU8, {static_cast<int64_t>(msg.size())}), 0);
+      !s.ok()) {
+    (*engine)->shutdown_ = s;  // the world is out of step: nothing more is sent
+    return s;
+  }
+  return engine;
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::CreateLocal(const Transformer& model,
+                                                            const EngineConfig& config,
+                                                            parallel::Communicator* world) {
   if (absl::Status s = CheckConfig(config); !s.ok()) return s;
   if (model.tp().rank() != 0) {
     return absl::InvalidArgumentError(
@@ -150,19 +174,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Transformer& model,
        .max_context = model.config().context},
       *std::move(blocks));
   if (!scheduler.ok()) return scheduler.status();
-  if (world != nullptr && world->size() > 1) {
-    if (world->rank() != 0) {
-      return absl::InvalidArgumentError("the engine runs on world rank 0; other ranks RunWorker");
-    }
-    std::vector<uint8_t> msg = EncodeConfig(config);
-    if (absl::Status s = world->Broadcast(
-            kernels::Tensor(msg.data(), DType::kU8, {static_cast<int64_t>(msg.size())}), 0);
-        !s.ok()) {
-      return s;
-    }
-  } else {
-    world = nullptr;
-  }
   return std::unique_ptr<Engine>(
       new Engine(model, config, world, *std::move(cache), *std::move(scheduler)));
 }
@@ -218,7 +229,11 @@ absl::Status Engine::SendPlan(const serving::StepPlan& plan) {
 absl::Status Engine::Shutdown() {
   if (shutdown_) return *shutdown_;
   absl::Status s;
-  if (world_ != nullptr) {
+  if (plan_in_flight_) {
+    // A step failed after its plan went out: the workers are inside that step's
+    // collectives, not waiting for a plan, and will fail on their timeout.
+    s = broken_;
+  } else if (world_ != nullptr) {
     serving::StepPlan stop;
     stop.kv_generation = cache_->blocks().generation();
     stop.stop = true;
@@ -241,15 +256,34 @@ absl::StatusOr<std::vector<EngineOutput>> Engine::RunStep() {
   // Every plan is applied once on every rank (each Apply advances the KV generation), so
   // the workers get every plan the leader applies, even one with nothing to compute.
   const serving::StepPlan plan = scheduler_.Schedule();
+  const int64_t V = model_.config().vocab;
+  int64_t rows = 0;
+  for (const serving::SeqStep& s : plan.seqs) rows += LogitRows(s);
+  // What only the leader allocates (the logits, and the gathered shards under tp) is
+  // checked before the plan goes out, so that running out fails here alone and the
+  // workers are stopped cleanly; the other buffers of a step are the same on every rank.
+  {
+    const int64_t floats = rows * V * (model_.tp().size() > 1 ? 2 : 1);
+    if (absl::Status s = kernels::CheckAvailable(floats * static_cast<int64_t>(sizeof(float)),
+                                                 absl::StrCat("the logits of step ", plan.step));
+        !s.ok()) {
+      return s;
+    }
+    try {
+      logits_.reserve(rows * V);
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the logits of step ", plan.step, ": the allocation failed"));
+    }
+  }
   if (world_ != nullptr) {
     if (absl::Status s = SendPlan(plan); !s.ok()) return s;
+    plan_in_flight_ = true;
   }
   if (absl::Status s = Execute(model_, *cache_, plan, /*logits_here=*/true, logits_); !s.ok()) {
     return s;
   }
-  const int64_t V = model_.config().vocab;
-  int64_t rows = 0;
-  for (const serving::SeqStep& s : plan.seqs) rows += LogitRows(s);
+  plan_in_flight_ = false;
   if (static_cast<int64_t>(logits_.size()) != rows * V) {
     return absl::InternalError(absl::StrCat("step ", plan.step, ": the model returned ",
                                             logits_.size(), " logits, expected ", rows, " x ", V));

@@ -71,7 +71,7 @@ class Engine {
  public:
   // `world`: the replica's world communicator (null or one rank: a single process). On a
   // world of several ranks this is the leader's call, collective with RunWorker() on every
-  // other rank: it sends them `config`.
+  // other rank: it sends them `config`, or releases them (ReleaseWorkers) when it fails.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const Transformer& model,
                                                         const EngineConfig& config,
                                                         parallel::Communicator* world = nullptr);
@@ -104,6 +104,9 @@ class Engine {
         world_(world),
         cache_(std::move(cache)),
         scheduler_(std::move(scheduler)) {}
+  static absl::StatusOr<std::unique_ptr<Engine>> CreateLocal(const Transformer& model,
+                                                              const EngineConfig& config,
+                                                              parallel::Communicator* world);
   absl::StatusOr<std::vector<EngineOutput>> RunStep();
   absl::Status SendPlan(const serving::StepPlan& plan);
 
@@ -121,6 +124,7 @@ class Engine {
   std::map<serving::RequestId, Live> live_;
   std::vector<float> logits_;
   absl::Status broken_;
+  bool plan_in_flight_ = false;  // a plan was sent and its step has not completed
   std::optional<absl::Status> shutdown_;
 };
 
@@ -131,6 +135,7 @@ absl::Status RunWorker(const Transformer& model, parallel::Communicator& world);
 
 // The leader's call when it cannot start an engine (a bad prompt, say) after its workers
 // entered RunWorker: they return CANCELLED at once instead of waiting out the timeout.
+// (Engine::Create calls it itself when it fails.)
 absl::Status ReleaseWorkers(parallel::Communicator& world);
 
 }  // namespace tessera

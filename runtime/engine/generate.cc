@@ -48,10 +48,7 @@ absl::StatusOr<GenerateResult> Generate(const Transformer& model,
                             .max_batch_tokens = std::clamp<int64_t>(options.prefill_chunk, 1, T),
                             .max_seqs = 1};
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model, config, options.world);
-  if (!engine.ok()) {
-    if (options.world != nullptr) ReleaseWorkers(*options.world).IgnoreError();
-    return engine.status();
-  }
+  if (!engine.ok()) return engine.status();  // Create released the workers
   if (absl::Status s = (*engine)->Add({.id = 0,
                                        .prompt = prompt,
                                        .sampling = sp,

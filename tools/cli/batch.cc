@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -79,7 +81,9 @@ absl::Status GetInt(const json& j, const char* field, T lo, T hi, T* out) {
   if (!v.is_number_integer()) return Bad(field, "must be an integer");
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(hi)) return Bad(field, absl::StrCat("must be at most ", hi));
+    if (u > static_cast<uint64_t>(hi) || (lo > 0 && u < static_cast<uint64_t>(lo))) {
+      return Bad(field, absl::StrCat("must be in [", lo, ", ", hi, "], got ", u));
+    }
     *out = static_cast<T>(u);
     return absl::OkStatus();
   }
@@ -94,7 +98,11 @@ absl::Status GetInt(const json& j, const char* field, T lo, T hi, T* out) {
 absl::Status GetFloat(const json& j, const char* field, float* out) {
   if (!j.contains(field)) return absl::OkStatus();
   if (!j[field].is_number()) return Bad(field, "must be a number");
-  *out = j[field].get<float>();  // Validate() checks the range
+  const double x = j[field].get<double>();
+  if (!(std::fabs(x) <= std::numeric_limits<float>::max())) {  // NaN fails too
+    return Bad(field, absl::StrCat("is ", x, ", outside the float range"));
+  }
+  *out = static_cast<float>(x);  // Validate() checks the parameter's own range
   return absl::OkStatus();
 }
 
@@ -231,7 +239,8 @@ class Progress {
  public:
   Progress(int64_t total, bool quiet)
       : total_(total), quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), start_(Clock::now()) {}
-  void Update(int64_t done, int64_t tokens, bool final) {
+  // `done`: result lines decided (errors included); `ran`: requests the engine finished.
+  void Update(int64_t done, int64_t ran, int64_t tokens, bool final) {
     if (quiet_) return;
     const auto now = Clock::now();
     const double since_print = std::chrono::duration<double>(now - last_).count();
@@ -240,12 +249,15 @@ class Progress {
     const double s = std::chrono::duration<double>(now - start_).count();
     const double rate = s > 0 ? tokens / s : 0;
     std::string eta = "?";
-    if (done > 0 && done < total_) eta = absl::StrFormat("%.1fs", s / done * (total_ - done));
-    if (done == total_) eta = "0s";
+    if (done >= total_) {
+      eta = "0s";
+    } else if (ran > 0) {
+      eta = absl::StrFormat("%.1fs", s / ran * static_cast<double>(total_ - done));
+    }
     std::fprintf(stderr, "%s%lld/%lld requests, %lld tokens, %.1f tok/s, ETA %s, %.1fs%s",
                  tty_ ? "\r" : "", static_cast<long long>(done), static_cast<long long>(total_),
                  static_cast<long long>(tokens), rate, eta.c_str(), s,
-                 tty_ && !final ? "" : "\n");
+                 tty_ && !final ? "\33[K" : "\n");
     std::fflush(stderr);
   }
 
@@ -256,7 +268,19 @@ class Progress {
   Clock::time_point last_{};
 };
 
-// The leader's part: read, run, write. Returns the exit code.
+// Non-blank lines of `in` (then rewound), for the progress line's total.
+int64_t CountRequests(std::ifstream& in) {
+  int64_t n = 0;
+  std::string line;
+  while (std::getline(in, line)) n += line.find_first_not_of(" \t\r") != std::string::npos;
+  in.clear();
+  in.seekg(0);
+  return n;
+}
+
+// The leader's part: read, run, write. Lines are read as the queue empties (at most
+// 4 x max_seqs requests wait at once), so that a large file neither sits in memory
+// tokenized nor keeps the workers waiting for a first plan. Returns the exit code.
 int RunLeader(const Args& args, const Transformer& model, const tokenizer::Tokenizer& tok,
               parallel::Communicator* world, const EngineConfig& config, int32_t default_max) {
   auto fail = [&](absl::Status s) {
@@ -271,100 +295,122 @@ int RunLeader(const Args& args, const Transformer& model, const tokenizer::Token
   if (!in) return fail(absl::NotFoundError(absl::StrCat(in_path, ": cannot open for reading")));
   std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
   if (!out) return fail(absl::PermissionDeniedError(absl::StrCat(out_path, ": cannot open for writing")));
-
-  // Results by input order; each line written as soon as those before it are.
-  std::vector<std::optional<std::string>> results;
-  std::map<int64_t, Running> running;  // by engine request id (the result index)
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json id = nullptr;
-    absl::StatusOr<json> j = ParseLine(line);
-    absl::StatusOr<Item> item = j.ok() ? ParseItem(*j, tok, default_max, &id) : j.status();
-    if (!item.ok()) {
-      results.push_back(ErrorLine(n, id, item.status()));
-      continue;
-    }
-    item->line = n;
-    results.emplace_back();
-    running.emplace(static_cast<int64_t>(results.size() - 1),
-                    Running{*std::move(item), {}, tokenizer::IncrementalDecoder(tok),
-                            *serving::StopStrings::Create({})});
-  }
-  if (in.bad()) return fail(absl::DataLossError(absl::StrCat(in_path, ": read error")));
+  const int64_t total = CountRequests(in);
 
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model, config, world);
-  if (!engine.ok()) return fail(engine.status());
-  for (auto it = running.begin(); it != running.end();) {
-    Running& r = it->second;
-    absl::StatusOr<serving::StopStrings> stops = serving::StopStrings::Create(r.item.stops);
-    absl::Status s = stops.ok() ? (*engine)->Add({.id = it->first,
-                                                  .prompt = r.item.prompt,
-                                                  .sampling = r.item.sampling})
-                                : stops.status();
-    if (!s.ok()) {
-      results[it->first] = ErrorLine(r.item.line, r.item.id, s);
-      it = running.erase(it);
-      continue;
-    }
-    r.stops = *std::move(stops);
-    ++it;
-  }
-  const int64_t total = static_cast<int64_t>(results.size());
-  int64_t done = total - static_cast<int64_t>(running.size()), tokens = 0;
-  size_t written = 0;
+  if (!engine.ok()) return Fail("batch", engine.status());  // Create released the workers
+  // Result lines by input order, from `written` on; each is written as soon as those
+  // before it are.
+  std::deque<std::optional<std::string>> results;
+  int64_t written = 0;
+  std::map<int64_t, Running> running;  // by engine request id = result index
+  auto result = [&](int64_t index) -> std::optional<std::string>& { return results[index - written]; };
   auto flush = [&] {
-    while (written < results.size() && results[written]) {
-      out << *results[written] << '\n';
-      results[written].reset();
+    while (!results.empty() && results.front()) {
+      out << *results.front() << '\n';
+      results.pop_front();
       ++written;
     }
     out.flush();
   };
+  int64_t line_no = 0, done = 0, ran = 0, tokens = 0;
+  bool eof = false;
+  const size_t queue = static_cast<size_t>(4 * config.max_seqs);
+  // Reads lines until `queue` requests wait or the file ends.
+  auto top_up = [&] {
+    std::string line;
+    while (!eof && running.size() < queue) {
+      if (!std::getline(in, line)) {
+        eof = true;
+        break;
+      }
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const int64_t index = written + static_cast<int64_t>(results.size());
+      results.emplace_back();
+      json id = nullptr;
+      absl::StatusOr<json> j = ParseLine(line);
+      absl::StatusOr<Item> item = j.ok() ? ParseItem(*j, tok, default_max, &id) : j.status();
+      absl::StatusOr<serving::StopStrings> stops =
+          item.ok() ? serving::StopStrings::Create(item->stops) : item.status();
+      absl::Status added = stops.ok() ? (*engine)->Add({.id = index,
+                                                        .prompt = item->prompt,
+                                                        .sampling = item->sampling})
+                                      : stops.status();
+      if (!added.ok()) {
+        result(index) = ErrorLine(line_no, id, added);
+        ++done;
+        continue;
+      }
+      item->line = line_no;
+      running.emplace(index, Running{*std::move(item), {}, tokenizer::IncrementalDecoder(tok),
+                                     *std::move(stops)});
+    }
+  };
+  // A failed step: every request still open, and every line not read, gets the error.
+  auto fail_rest = [&](const absl::Status& s) {
+    for (auto& [index, r] : running) result(index) = ErrorLine(r.item.line, r.item.id, s);
+    running.clear();
+    std::string line;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      results.emplace_back(ErrorLine(line_no, nullptr, s));
+    }
+    flush();
+    return Fail("batch", s);
+  };
   Progress progress(total, args.Has("--quiet"));
-  flush();
-  while (!(*engine)->idle()) {
+  for (;;) {
+    top_up();
+    flush();
+    if (in.bad()) return fail_rest(absl::DataLossError(absl::StrCat(in_path, ": read error")));
+    if ((*engine)->idle()) {
+      if (eof) break;
+      continue;  // every line read so far was refused; read on
+    }
     absl::StatusOr<std::vector<EngineOutput>> step = (*engine)->Step();
-    if (!step.ok()) return Fail("batch", step.status());
+    if (!step.ok()) return fail_rest(step.status());
     for (EngineOutput& o : *step) {
       auto it = running.find(o.id);
-      if (it == running.end()) continue;  // cancelled for a stop string: already written
+      if (it == running.end()) continue;  // cancelled for a stop string: already decided
       Running& r = it->second;
       std::optional<std::string> finish;
       if (!o.error.ok()) {
-        results[o.id] = ErrorLine(r.item.line, r.item.id, o.error);
+        result(o.id) = ErrorLine(r.item.line, r.item.id, o.error);
       } else {
         for (int32_t t : o.tokens) {
           r.ids.push_back(t);
           ++tokens;
           if (r.stops.Append(r.decoder.Push(t))) break;
         }
+        if (!r.stops.done() && o.finish) r.stops.Append(r.decoder.Flush());
         if (r.stops.done()) {
-          (*engine)->Cancel(o.id);
+          (*engine)->Cancel(o.id);  // false if it finished this step anyway
           finish = "stop";
         } else if (o.finish) {
-          r.stops.Append(r.decoder.Flush());
           finish = *o.finish == serving::FinishReason::kStop ? "stop" : "length";
         }
         if (finish) {
-          results[o.id] = DumpJson({{"id", r.item.id},
-                                    {"text", r.stops.text()},
-                                    {"ids", r.ids},
-                                    {"finish_reason", *finish},
-                                    {"usage",
-                                     {{"prompt_tokens", r.item.prompt.size()},
-                                      {"completion_tokens", r.ids.size()}}}});
+          result(o.id) = DumpJson({{"id", r.item.id},
+                                   {"text", r.stops.text()},
+                                   {"ids", r.ids},
+                                   {"finish_reason", *finish},
+                                   {"usage",
+                                    {{"prompt_tokens", r.item.prompt.size()},
+                                     {"completion_tokens", r.ids.size()}}}});
+          ++ran;
         }
       }
-      if (results[o.id]) {
+      if (result(o.id)) {
         running.erase(it);
         ++done;
       }
     }
     flush();
-    progress.Update(done, tokens, false);
+    progress.Update(done, ran, tokens, false);
   }
-  progress.Update(done, tokens, true);
+  progress.Update(done, ran, tokens, true);
   if (!args.Has("--quiet")) {
     const serving::SchedulerStats st = (*engine)->stats();
     std::fprintf(stderr, "batch: %lld preemptions (KV pool of %lld blocks)\n",
