@@ -429,7 +429,9 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
     const int64_t n = static_cast<int64_t>(s.tokens.size());
     const int64_t first = s.all_logits ? row : row + n - 1;
     const int64_t count = s.all_logits ? n : s.logits ? 1 : 0;
-    std::memcpy(sel.data() + out * H, x.data() + first * H, sizeof(float) * count * H);
+    if (count > 0) {  // (sel is empty, data() null, when no row wants logits)
+      std::memcpy(sel.data() + out * H, x.data() + first * H, sizeof(float) * count * H);
+    }
     out += count;
     row += n;
   }
