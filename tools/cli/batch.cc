@@ -467,9 +467,7 @@ int BatchMain(int argc, char** argv) {
   constexpr int64_t kBlock = 16;
   int64_t pool = *pool_bytes;
   if (!args->Has("--kv-cache-memory")) {  // the default: no more than the sequences can use
-    const KvCacheShape one = model.CacheShape(kBlock, kBlock);
-    const int64_t need = max_seqs * model.config().context * one.layers * 2 * one.kv_dim *
-                         static_cast<int64_t>(sizeof(float));
+    const int64_t need = max_seqs * model.config().context * KvBytesPerToken(model);
     pool = std::min(pool, need);
   }
   absl::StatusOr<int64_t> blocks = KvBlocksFor(model, pool, kBlock, /*print=*/true);

@@ -107,10 +107,14 @@ absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec) {
   return n * unit;
 }
 
+int64_t KvBytesPerToken(const Transformer& model) {
+  const KvCacheShape one = model.CacheShape(1, 1);
+  return one.layers * 2 * one.kv_dim * static_cast<int64_t>(sizeof(float));  // K and V, f32
+}
+
 absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes,
                                     int64_t block_size, bool print) {
-  const KvCacheShape one = model.CacheShape(block_size, block_size);
-  const int64_t per_token = one.layers * 2 * one.kv_dim * static_cast<int64_t>(sizeof(float));
+  const int64_t per_token = KvBytesPerToken(model);
   const int64_t blocks = pool_bytes / (per_token * block_size);
   if (blocks < 1) {
     return absl::InvalidArgumentError(

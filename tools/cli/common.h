@@ -43,6 +43,8 @@ absl::StatusOr<std::vector<int32_t>> EncodeMessages(const tokenizer::Tokenizer& 
 // --kv-cache-memory: bytes ("1073741824", "512M", "4G") or, with a decimal point, a
 // fraction of the memory available now ("0.5").
 absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec);
+// KV bytes one token position takes on this rank (every layer's K and V).
+int64_t KvBytesPerToken(const Transformer& model);
 // Blocks of `block_size` tokens that `pool_bytes` of KV on this rank hold (at least one);
 // `print`: the start line (blocks, tokens, bytes per token per rank, sequences at the
 // model's context).
