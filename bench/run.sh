@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The reproducible benchmark: llama-bench's pp512 / tg128 on SmolLM2-135M-Instruct Q4_1,
 # threads 1 and 2, median of 5 runs, for Tessera and for llama.cpp on the same model file
-# and machine, plus the machine's memory read bandwidth. Writes bench/RESULTS.md.
+# and machine, plus the machine's memory read bandwidth; concurrent requests (1, 4 and 16
+# sequences of 128 prompt + 64 generated tokens, 2 threads) beside llama-batched-bench;
+# decode at a 4k-token context against the KV bytes it reads (f32 and f16 KV); the MoE
+# and tensor-parallel runs. Writes bench/RESULTS.md.
 #
 # llama.cpp comes from the llama-cpp-python source distribution on PyPI (its vendored
 # llama.cpp), built here into $TESSERA_CACHE/llama.cpp-<version>; none of it is committed.
@@ -17,13 +20,14 @@ version=0.3.36
 sdist_sha=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 llama_dir="$TESSERA_CACHE/llama.cpp-$version"
 llama_bench="$llama_dir/build/bin/llama-bench"
+llama_batched="$llama_dir/build/bin/llama-batched-bench"
 
 deploy/setup.sh
 deploy/build.sh release tessera
 deploy/fetch-model.sh smollm2-135m-instruct >/dev/null
 model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-if [[ ! -x "$llama_bench" ]]; then
+if [[ ! -x "$llama_bench" || ! -x "$llama_batched" ]]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   pip_fetch_sdist "$tmp" "llama-cpp-python==$version"
@@ -33,7 +37,7 @@ if [[ ! -x "$llama_bench" ]]; then
     "llama_cpp_python-$version/vendor/llama.cpp"
   cmake -S "$llama_dir/llama.cpp" -B "$llama_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$llama_dir/build" -j2 --target llama-bench
+  cmake --build "$llama_dir/build" -j2 --target llama-bench llama-batched-bench
 fi
 
 moe_model="$TESSERA_CACHE/bench/moe-8x-q8_0.gguf"
@@ -52,6 +56,20 @@ echo "llama.cpp: llama-bench -p 512 -n 128 -t 1,2 -r $reps" >&2
 "$llama_bench" -m "$model" -p 512 -n 128 -t 1,2 -r "$reps" -o json > "$out/llama.json"
 echo "tessera: tessera bench -p 512 -n 128 -t 1,2 -r $reps" >&2
 build/release/bin/tessera bench -m "$model" -p 512 -n 128 -t 1,2 -r "$reps" --json > "$out/tessera.json"
+echo "llama.cpp: llama-batched-bench -npp 128 -ntg 64 -npl 1,4,16 -t 2" >&2
+"$llama_batched" -m "$model" -c 4096 -b 2048 -ub 512 -npp 128 -ntg 64 -npl 1,4,16 -t 2 -tb 2 \
+  --output-format jsonl 2>/dev/null | grep '^{' > "$out/llama-batched.jsonl"
+echo "tessera: tessera bench -c 1,4,16 -p 128 -n 64 -t 2 -r $reps" >&2
+build/release/bin/tessera bench -m "$model" -c 1,4,16 -p 128 -n 64 -t 2 -r "$reps" --json \
+  > "$out/tessera-batched.json"
+# Decode at a 128- and a 4096-token context (one sequence, 2 threads), per KV type.
+for kv in f32 f16; do
+  for ctx in 128 4096; do
+    echo "tessera: tessera bench -c 1 -p $ctx -n 64 -t 2 --kv-type $kv" >&2
+    build/release/bin/tessera bench -m "$model" -c 1 -p "$ctx" -n 64 -t 2 -r 3 --kv-type "$kv" \
+      --json > "$out/ctx-$kv-$ctx.json"
+  done
+done
 echo "tessera: MoE model, tessera bench -p 128 -n 32 -t 1,2 -r $reps" >&2
 build/release/bin/tessera bench -m "$moe_model" -p 128 -n 32 -t 1,2 -r "$reps" --json > "$out/moe.json"
 
@@ -146,5 +164,42 @@ for name in ("smollm2", "dense"):
         print(f"| {name} | {tp} | {r['pp_tokens_per_s']:.1f} | {r['tg_tokens_per_s']:.1f} | "
               f"{100 * r['pp_collective_time_share']:.0f}% | {100 * r['tg_collective_time_share']:.0f}% |")
 print(TP_NOTES)
+
+print("\n## Concurrent requests\n")
+print("`tessera bench -c 1,4,16 -p 128 -n 64 -t 2` beside `llama-batched-bench -npp 128 -ntg 64 "
+      "-npl 1,4,16 -t 2` on the same file: that many requests of 128 random prompt tokens and 64 "
+      "generated tokens each, at once; aggregate prefill tok/s (all prompts, to every request's "
+      "first token) and aggregate decode tok/s (after that).\n")
+batched = json.load(open(os.path.join(sys.argv[5], "tessera-batched.json")))
+ll_rows = {}
+for line in open(os.path.join(sys.argv[5], "llama-batched.jsonl")):
+    r = json.loads(line)
+    ll_rows[r["pl"]] = r
+print("| sequences | Tessera prefill tok/s | llama.cpp prefill tok/s | Tessera decode tok/s | llama.cpp decode tok/s | decode ratio |")
+print("|---|---|---|---|---|---|")
+for r in batched["results"]:
+    c = r["concurrency"]
+    ll = ll_rows.get(c, {})
+    lp, lt = ll.get("speed_pp", float("nan")), ll.get("speed_tg", float("nan"))
+    print(f"| {c} | {r['aggregate_prefill_tokens_per_s']:.1f} | {lp:.1f} | "
+          f"{r['aggregate_decode_tokens_per_s']:.1f} | {lt:.1f} | {r['aggregate_decode_tokens_per_s'] / lt:.2f} |")
+
+print("\n## Decode at a long context\n")
+print("`tessera bench -c 1 -p CTX -n 64 -t 2 --kv-type KV`: one sequence decoding 64 tokens after a "
+      "CTX-token prompt. The extra time per token at 4096 over 128 is set against the time to "
+      "read the extra KV bytes (3968 positions x KV bytes per token) at the read bandwidth the "
+      "same run measured; 1.0 would be attention streaming the cache at memory speed.\n")
+print("| KV type | KV bytes per token | decode tok/s at 128 | at 4096 | extra ms per token | KV read time ms | ratio |")
+print("|---|---|---|---|---|---|---|")
+for kv in ("f32", "f16"):
+    short = json.load(open(os.path.join(sys.argv[5], f"ctx-{kv}-128.json")))
+    long_ = json.load(open(os.path.join(sys.argv[5], f"ctx-{kv}-4096.json")))
+    s, l = short["results"][0], long_["results"][0]
+    extra_ms = 1e3 * (1 / l["aggregate_decode_tokens_per_s"] - 1 / s["aggregate_decode_tokens_per_s"])
+    kv_bytes = long_["kv_bytes_per_token"]
+    bw = l["memory_read_gb_per_s"]
+    read_ms = 1e3 * (4096 - 128) * kv_bytes / (bw * 1e9)
+    print(f"| {kv} | {kv_bytes} | {s['aggregate_decode_tokens_per_s']:.1f} | "
+          f"{l['aggregate_decode_tokens_per_s']:.1f} | {extra_ms:.2f} | {read_ms:.2f} | {extra_ms / read_ms:.2f} |")
 PY
 cat bench/RESULTS.md

@@ -17,6 +17,14 @@ void DequantizeRow(float* out, const void* src, DType type, int64_t n);
 // IEEE half and bfloat16 to float.
 float HalfToFloat(uint16_t h);
 float Bf16ToFloat(uint16_t b);
-uint16_t FloatToHalf(float f);  // round to nearest even; for tests and writers
+// Float to half / bfloat16, rounded to nearest even (overflow to inf; NaN stays NaN).
+uint16_t FloatToHalf(float f);
+uint16_t FloatToBf16(float f);
+
+// The activation-storage types (F32, F16, BF16; a KV cache, say): n floats stored as `type`
+// (rounded to nearest even), and n stored values widened back to f32. `dst` / `src` hold
+// n elements of `type`, aligned for it. Any other type is F32.
+void StoreFloatRow(void* dst, DType type, const float* src, int64_t n);
+void LoadFloatRow(float* dst, const void* src, DType type, int64_t n);
 
 }  // namespace tessera::kernels

@@ -7,7 +7,7 @@
 //   out [T, Hq*D] f32       q [T, Hq*D] f32
 //   lse [T, Hq] f32 (optional): log-sum-exp of the visible scaled scores, -inf if none
 //   cache: one layer's pool; key `p` of a sequence is row p % B of block table[p / B]:
-//          k + block * block_stride + (p % B) * (Hkv*D), likewise v.
+//          k + block * block_stride + (p % B) * (Hkv*D) elements, likewise v.
 // Sequence i owns q rows [q_begin, q_begin + q_len), at positions
 // [first_position, first_position + q_len); its keys are positions [0, kv_len), already in
 // the cache (the step's own new K/V written first), kv_len >= first_position + q_len.
@@ -27,12 +27,15 @@
 namespace tessera::kernels {
 
 struct PagedKv {
-  const float* k = nullptr;
-  const float* v = nullptr;
+  // Elements of `type`: kF32, kF16 or kBF16 (16-bit ones are widened to f32 as they are read,
+  // one block of one KV head at a time; scores and sums stay f32).
+  const void* k = nullptr;
+  const void* v = nullptr;
+  DType type = DType::kF32;
   int64_t num_blocks = 0;
   int64_t block_size = 0;    // B
-  int64_t block_stride = 0;  // floats from one block's first key to the next block's
-  int64_t kv_heads = 0;      // Hkv: a key row is Hkv*D floats
+  int64_t block_stride = 0;  // elements from one block's first key to the next block's
+  int64_t kv_heads = 0;      // Hkv: a key row is Hkv*D elements
 };
 
 struct PagedSeq {

@@ -1,10 +1,14 @@
 // Scalar dequantization, written to read like the block layouts in llama.cpp's ggml-common.h.
-// This is the reference; fast quantized dot products (later) are tested against it.
+// This is the reference; fast quantized dot products are tested against it. (F16 and BF16
+// rows use simd's conversions, which are exact.)
 #include "kernels/dequant.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
+
+#include "kernels/cpu/simd.h"
 
 namespace tessera::kernels {
 namespace {
@@ -163,6 +167,12 @@ uint16_t FloatToHalf(float f) {
   return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
 }
 
+uint16_t FloatToBf16(float f) {
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  if ((x & 0x7FFFFFFF) > 0x7F800000u) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
+  return static_cast<uint16_t>((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+}
+
 void DequantizeRow(float* out, const void* src_void, DType type, int64_t n) {
   const auto* src = static_cast<const uint8_t*>(src_void);
   const DTypeInfo info = Info(type);
@@ -171,11 +181,19 @@ void DequantizeRow(float* out, const void* src_void, DType type, int64_t n) {
       std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
       return;
     case DType::kF16:
-      for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(LoadU16(src + 2 * i));
+    case DType::kBF16: {
+      // The row may be unaligned for uint16_t (a GGUF tensor at any offset): convert it in
+      // aligned pieces.
+      constexpr int64_t kPiece = 256;
+      uint16_t piece[kPiece];
+      for (int64_t i = 0; i < n; i += kPiece) {
+        const int64_t m = std::min(kPiece, n - i);
+        std::memcpy(piece, src + 2 * i, static_cast<size_t>(m) * 2);
+        if (type == DType::kF16) simd::HalfToFloatRow(out + i, piece, m);
+        else simd::Bf16ToFloatRow(out + i, piece, m);
+      }
       return;
-    case DType::kBF16:
-      for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(LoadU16(src + 2 * i));
-      return;
+    }
     case DType::kQ8_0: return Blocks<BlockQ8_0>(out, src, n, info.block_elems, info.block_bytes);
     case DType::kQ4_0: return Blocks<BlockQ4_0>(out, src, n, info.block_elems, info.block_bytes);
     case DType::kQ4_1: return Blocks<BlockQ4_1>(out, src, n, info.block_elems, info.block_bytes);
@@ -185,6 +203,22 @@ void DequantizeRow(float* out, const void* src_void, DType type, int64_t n) {
     case DType::kU8:
     case DType::kI32:
       break;  // payload types: no weight has them (loaders produce weight types only)
+  }
+}
+
+void StoreFloatRow(void* dst, DType type, const float* src, int64_t n) {
+  switch (type) {
+    case DType::kF16: return simd::FloatToHalfRow(static_cast<uint16_t*>(dst), src, n);
+    case DType::kBF16: return simd::FloatToBf16Row(static_cast<uint16_t*>(dst), src, n);
+    default: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+  }
+}
+
+void LoadFloatRow(float* dst, const void* src, DType type, int64_t n) {
+  switch (type) {
+    case DType::kF16: return simd::HalfToFloatRow(dst, static_cast<const uint16_t*>(src), n);
+    case DType::kBF16: return simd::Bf16ToFloatRow(dst, static_cast<const uint16_t*>(src), n);
+    default: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
   }
 }
 

@@ -9,6 +9,7 @@
 #include "kernels/cpu/check.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/dequant.h"
 
 namespace tessera::kernels {
 namespace {
@@ -30,6 +31,8 @@ Dims Check(const Tensor& out, const Tensor* lse, const ConstTensor& q, const Pag
   TESSERA_KCHECK(out.rows() == q.rows() && out.cols() == q.cols(), "PagedAttention: out != q shape");
   TESSERA_KCHECK(c.block_size > 0 && c.num_blocks > 0 && c.k != nullptr && c.v != nullptr,
                  "PagedAttention: empty cache");
+  TESSERA_KCHECK(c.type == DType::kF32 || c.type == DType::kF16 || c.type == DType::kBF16,
+                 "PagedAttention: cache type must be F32, F16 or BF16");
   const int64_t hq = q.cols() / head_dim;
   TESSERA_KCHECK(c.kv_heads > 0 && hq % c.kv_heads == 0, "PagedAttention: Hq % Hkv != 0");
   const Dims d{q.rows(), hq, c.kv_heads, head_dim, hq / c.kv_heads, c.kv_heads * head_dim};
@@ -55,6 +58,25 @@ Dims Check(const Tensor& out, const Tensor* lse, const ConstTensor& q, const Pag
   return d;
 }
 
+// out[n] f32 <- n elements of the cache at element `offset` of `base`.
+void WidenRow(float* out, const void* base, DType type, int64_t offset, int64_t n) {
+  const int64_t bytes = type == DType::kF32 ? 4 : 2;
+  LoadFloatRow(out, static_cast<const uint8_t*>(base) + offset * bytes, type, n);
+}
+
+// `rows` consecutive keys (or values) of one KV head as f32 rows `*stride` floats apart:
+// the cache itself when it is f32, else the rows widened into `buf` (rows * d floats).
+const float* HeadRows(const void* base, DType type, int64_t offset, int64_t rows, int64_t d,
+                      int64_t width, float* buf, int64_t* stride) {
+  if (type == DType::kF32) {
+    *stride = width;
+    return static_cast<const float*>(base) + offset;
+  }
+  for (int64_t r = 0; r < rows; ++r) WidenRow(buf + r * d, base, type, offset + r * width, d);
+  *stride = d;
+  return buf;
+}
+
 struct Item {
   int64_t seq, kv_head, row0, rows;  // rows [row0, row0 + rows) of the sequence's queries
 };
@@ -74,6 +96,11 @@ void PagedAttention(Tensor out, Tensor* lse, ConstTensor q, const PagedKv& c,
   ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t i0, int64_t i1) {
     const int64_t lanes = kRows * d.group;  // (row, head) pairs of one item
     std::vector<float> m(lanes), l(lanes), scores(c.block_size);
+    std::vector<float> kbuf, vbuf;  // one block of one KV head, widened (16-bit caches)
+    if (c.type != DType::kF32) {
+      kbuf.resize(c.block_size * d.d);
+      vbuf.resize(c.block_size * d.d);
+    }
     for (int64_t it = i0; it < i1; ++it) {
       const Item& w = items[it];
       const PagedSeq& s = seqs[w.seq];
@@ -93,8 +120,11 @@ void PagedAttention(Tensor out, Tensor* lse, ConstTensor q, const PagedKv& c,
       for (int64_t b = k_lo / c.block_size; b * c.block_size <= p_last; ++b) {
         const int64_t kb0 = b * c.block_size;
         const int64_t kb1 = std::min({kb0 + c.block_size, s.kv_len, p_last + 1});
-        const float* kblock = c.k + s.blocks[b] * c.block_stride + w.kv_head * d.d;
-        const float* vblock = c.v + s.blocks[b] * c.block_stride + w.kv_head * d.d;
+        // Rows [kb0, kb1) of this block, for this KV head.
+        const int64_t at = s.blocks[b] * c.block_stride + w.kv_head * d.d;
+        int64_t ks = 0, vs = 0;
+        const float* kblock = HeadRows(c.k, c.type, at, kb1 - kb0, d.d, d.kv_width, kbuf.data(), &ks);
+        const float* vblock = HeadRows(c.v, c.type, at, kb1 - kb0, d.d, d.kv_width, vbuf.data(), &vs);
         for (int64_t r = 0; r < w.rows; ++r) {
           const int64_t pos = p_first + r;
           const int64_t lo = std::max(kb0, window > 0 ? pos - window + 1 : int64_t{0});
@@ -105,7 +135,7 @@ void PagedAttention(Tensor out, Tensor* lse, ConstTensor q, const PagedKv& c,
                 q.as<const float>() + (s.q_begin + w.row0 + r) * d.hq * d.d + (w.kv_head * d.group + g) * d.d;
             float bmax = kNegInf;
             for (int64_t p = lo; p < hi; ++p) {
-              const float sc = scale * simd::Dot(qi, kblock + (p - kb0) * d.kv_width, d.d);
+              const float sc = scale * simd::Dot(qi, kblock + (p - kb0) * ks, d.d);
               scores[p - lo] = sc;
               bmax = std::max(bmax, sc);
             }
@@ -119,7 +149,7 @@ void PagedAttention(Tensor out, Tensor* lse, ConstTensor q, const PagedKv& c,
             }
             l[lane] += simd::ExpSubSum(scores.data(), hi - lo, m[lane]);
             for (int64_t p = lo; p < hi; ++p) {
-              simd::Axpy(acc, scores[p - lo], vblock + (p - kb0) * d.kv_width, d.d);
+              simd::Axpy(acc, scores[p - lo], vblock + (p - kb0) * vs, d.d);
             }
           }
         }
@@ -149,8 +179,8 @@ void PagedAttentionReference(Tensor out, Tensor* lse, ConstTensor q, const Paged
     std::vector<int32_t> kpos(s.kv_len), qpos(s.q_len);
     for (int64_t p = 0; p < s.kv_len; ++p) {
       const int64_t at = s.blocks[p / c.block_size] * c.block_stride + (p % c.block_size) * d.kv_width;
-      std::copy(c.k + at, c.k + at + d.kv_width, k.begin() + p * d.kv_width);
-      std::copy(c.v + at, c.v + at + d.kv_width, v.begin() + p * d.kv_width);
+      WidenRow(k.data() + p * d.kv_width, c.k, c.type, at, d.kv_width);
+      WidenRow(v.data() + p * d.kv_width, c.v, c.type, at, d.kv_width);
       kpos[p] = static_cast<int32_t>(p);
     }
     for (int64_t i = 0; i < s.q_len; ++i) qpos[i] = static_cast<int32_t>(s.first_position + i);

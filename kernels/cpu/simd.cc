@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/dequant.h"
+
 namespace tessera::kernels::simd {
 namespace {
 
@@ -112,6 +114,32 @@ TESSERA_AVX2 void SwiGluRowAvx2(float* out, const float* gate, const float* up, 
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+TESSERA_AVX2 void HalfToFloatRowAvx2(float* out, const uint16_t* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(src[i]);
+}
+
+TESSERA_AVX2 void Bf16ToFloatRowAvx2(float* out, const uint16_t* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+  }
+  for (; i < n; ++i) out[i] = Bf16ToFloat(src[i]);
+}
+
+TESSERA_AVX2 void FloatToHalfRowAvx2(uint16_t* out, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < n; ++i) out[i] = FloatToHalf(src[i]);
+}
+
 }  // namespace
 
 bool HasAvx2() {
@@ -150,6 +178,26 @@ float ExpSubSum(float* x, int64_t n, float max) {
 void SwiGluRow(float* out, const float* gate, const float* up, int64_t n) {
   if (HasAvx2()) return SwiGluRowAvx2(out, gate, up, n);
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void HalfToFloatRow(float* out, const uint16_t* src, int64_t n) {
+  if (HasAvx2()) return HalfToFloatRowAvx2(out, src, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(src[i]);
+}
+
+void Bf16ToFloatRow(float* out, const uint16_t* src, int64_t n) {
+  if (HasAvx2()) return Bf16ToFloatRowAvx2(out, src, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(src[i]);
+}
+
+void FloatToHalfRow(uint16_t* out, const float* src, int64_t n) {
+  if (HasAvx2()) return FloatToHalfRowAvx2(out, src, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = FloatToHalf(src[i]);
+}
+
+// The compiler vectorises this one well enough: it runs once per stored K/V row.
+void FloatToBf16Row(uint16_t* out, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(src[i]);
 }
 
 }  // namespace tessera::kernels::simd

@@ -28,4 +28,12 @@ float ExpSubSum(float* x, int64_t n, float max);
 // out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).
 void SwiGluRow(float* out, const float* gate, const float* up, int64_t n);
 
+// Row conversions between f32 and the 16-bit storage types (KV cache, weights):
+// out[i] = float(src[i]); and out[i] = src[i] rounded to nearest even (overflow to inf,
+// NaN stays NaN). Both paths give the same bits for every non-NaN value.
+void HalfToFloatRow(float* out, const uint16_t* src, int64_t n);
+void Bf16ToFloatRow(float* out, const uint16_t* src, int64_t n);
+void FloatToHalfRow(uint16_t* out, const float* src, int64_t n);
+void FloatToBf16Row(uint16_t* out, const float* src, int64_t n);
+
 }  // namespace tessera::kernels::simd

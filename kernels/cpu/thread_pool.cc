@@ -24,6 +24,7 @@ void CheckFail(const char* file, int line, const char* cond, const char* msg) {
 namespace {
 
 thread_local bool tls_in_parallel_for = false;
+thread_local ThreadPool* tls_current_pool = nullptr;  // set by ScopedPool
 
 // How long an idle thread polls before it sleeps.
 constexpr auto kSpin = std::chrono::microseconds(50);
@@ -142,7 +143,18 @@ ThreadPool& DefaultPool() {
   return *g_default;
 }
 
-int NumThreads() { return DefaultPool().num_threads(); }
+int DefaultThreadCount() {
+  std::lock_guard<std::mutex> lock(g_default_mu);
+  return g_default ? g_default->num_threads() : ThreadsFromEnvironment();
+}
+
+ThreadPool& CurrentPool() { return tls_current_pool != nullptr ? *tls_current_pool : DefaultPool(); }
+
+int NumThreads() { return CurrentPool().num_threads(); }
+
+ScopedPool::ScopedPool(ThreadPool& pool) : previous_(tls_current_pool) { tls_current_pool = &pool; }
+
+ScopedPool::~ScopedPool() { tls_current_pool = previous_; }
 
 void SetNumThreads(int threads) {
   std::lock_guard<std::mutex> lock(g_default_mu);

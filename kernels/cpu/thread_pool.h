@@ -1,9 +1,11 @@
 // A small reusable thread pool for CPU kernels: one parallel-for over index ranges.
 //
-// The process-wide pool (`DefaultPool()`) is created on first use with NumThreads()
-// threads (the calling thread counts as one): TESSERA_THREADS if set to a positive integer,
-// else std::thread::hardware_concurrency(). SetNumThreads() replaces it; call it at start-up
-// or between kernel calls, never while a kernel runs.
+// Kernels run on the calling thread's current pool: the innermost ScopedPool's (an engine
+// runs its steps under its own pool, so several engines fit in one process), else the
+// process-wide pool (`DefaultPool()`), created on first use with TESSERA_THREADS threads if
+// that is set to a positive integer, else std::thread::hardware_concurrency() (the calling
+// thread counts as one). SetNumThreads() replaces the default pool; call it at start-up or
+// between kernel calls, never while a kernel runs.
 //
 // Idle threads spin briefly (tens of microseconds) before they sleep, so back-to-back
 // kernels hand off without a wake-up each.
@@ -62,16 +64,34 @@ class ThreadPool {
   std::atomic<int64_t> next_{0};
 };
 
-// Threads used by the default pool (>= 1).
-int NumThreads();
 // Replaces the default pool with one of `threads` threads (values < 1 mean 1).
 void SetNumThreads(int threads);
 ThreadPool& DefaultPool();
+// The default pool's thread count, without creating the pool when it does not exist yet
+// (what an engine sizes its own pool by).
+int DefaultThreadCount();
 
-// ParallelFor on the default pool.
+// This thread's current pool (see above), and its thread count (>= 1).
+ThreadPool& CurrentPool();
+int NumThreads();
+
+// Makes `pool` the current pool of the constructing thread until destroyed; scopes nest.
+// The pool must outlive the scope.
+class ScopedPool {
+ public:
+  explicit ScopedPool(ThreadPool& pool);
+  ~ScopedPool();
+  ScopedPool(const ScopedPool&) = delete;
+  ScopedPool& operator=(const ScopedPool&) = delete;
+
+ private:
+  ThreadPool* const previous_;
+};
+
+// ParallelFor on the current pool.
 inline void ParallelFor(int64_t n, int64_t grain,
                         const std::function<void(int64_t, int64_t)>& fn) {
-  DefaultPool().ParallelFor(n, grain, fn);
+  CurrentPool().ParallelFor(n, grain, fn);
 }
 
 }  // namespace tessera::kernels

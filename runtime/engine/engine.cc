@@ -12,11 +12,21 @@ namespace {
 using kernels::DType;
 
 // The configuration message: u32 magic "TSEC", u32 version, i64 kv_blocks, block_size,
-// max_batch_tokens, max_seqs, i64 flags (bit 0: no engine follows; every other bit 0);
-// little-endian, like the step plan.
+// max_batch_tokens, max_seqs, i64 flags (bit 0: no engine follows; every other bit 0),
+// i64 KV type (KvTypeCode); little-endian, like the step plan.
 constexpr uint32_t kConfigMagic = 0x43455354;  // "TSEC"
-constexpr uint32_t kConfigVersion = 1;
-constexpr size_t kConfigBytes = 48;
+constexpr uint32_t kConfigVersion = 2;
+constexpr int kConfigFields = 6;
+constexpr size_t kConfigBytes = 8 + 8 * kConfigFields;
+
+// The KV type on the wire: 0 f32, 1 f16, 2 bf16.
+constexpr DType kKvTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+int64_t KvTypeCode(DType t) {
+  for (int64_t i = 0; i < 3; ++i) {
+    if (kKvTypes[i] == t) return i;
+  }
+  return -1;
+}
 // A step plan is at most this many bytes (DecodeStepPlan checks the rest against the limits).
 constexpr int32_t kMaxPlanBytes = 256 << 20;
 
@@ -28,11 +38,16 @@ absl::Status CheckConfig(const EngineConfig& c) {
   for (const Range& r : {Range{"kv_blocks", c.kv_blocks, 1, INT32_MAX},
                          Range{"block_size", c.block_size, 1, 1 << 16},
                          Range{"max_batch_tokens", c.max_batch_tokens, 1, 1 << 20},
-                         Range{"max_seqs", c.max_seqs, 1, 1 << 16}}) {
+                         Range{"max_seqs", c.max_seqs, 1, 1 << 16},
+                         Range{"threads", c.threads, 0, 4096}}) {
     if (r.value < r.lo || r.value > r.hi) {
       return absl::InvalidArgumentError(absl::StrCat("engine config: ", r.name, " ", r.value,
                                                      " is outside [", r.lo, ", ", r.hi, "]"));
     }
+  }
+  if (KvTypeCode(c.kv_type) < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("engine config: kv_type ", kernels::Name(c.kv_type),
+                                                   " is not F32, F16 or BF16"));
   }
   return absl::OkStatus();
 }
@@ -42,7 +57,8 @@ constexpr int64_t kConfigNoEngine = 1;
 std::vector<uint8_t> EncodeConfig(const EngineConfig& c, int64_t flags = 0) {
   std::vector<uint8_t> b(kConfigBytes, 0);
   const uint32_t head[2] = {kConfigMagic, kConfigVersion};
-  const int64_t body[5] = {c.kv_blocks, c.block_size, c.max_batch_tokens, c.max_seqs, flags};
+  const int64_t body[kConfigFields] = {c.kv_blocks, c.block_size, c.max_batch_tokens,
+                                       c.max_seqs,   flags,        KvTypeCode(c.kv_type)};
   std::memcpy(b.data(), head, sizeof(head));  // the hosts we build for are little-endian
   std::memcpy(b.data() + sizeof(head), body, sizeof(body));
   return b;
@@ -50,7 +66,7 @@ std::vector<uint8_t> EncodeConfig(const EngineConfig& c, int64_t flags = 0) {
 
 absl::StatusOr<EngineConfig> DecodeConfig(const std::vector<uint8_t>& b) {
   uint32_t head[2];
-  int64_t body[5];
+  int64_t body[kConfigFields];
   std::memcpy(head, b.data(), sizeof(head));
   std::memcpy(body, b.data() + sizeof(head), sizeof(body));
   if (head[0] != kConfigMagic) {
@@ -68,8 +84,12 @@ absl::StatusOr<EngineConfig> DecodeConfig(const std::vector<uint8_t>& b) {
   if (body[4] & kConfigNoEngine) {
     return absl::CancelledError("the leader stopped before it started the engine");
   }
+  if (body[5] < 0 || body[5] >= 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine config: KV type code ", body[5], " is not 0 (f32), 1 (f16) or 2 (bf16)"));
+  }
   EngineConfig c{.kv_blocks = body[0], .block_size = body[1], .max_batch_tokens = body[2],
-                 .max_seqs = body[3]};
+                 .max_seqs = body[3], .kv_type = kKvTypes[body[5]]};
   if (absl::Status s = CheckConfig(c); !s.ok()) return s;
   return c;
 }
@@ -87,7 +107,7 @@ serving::PlanLimits LimitsFor(const Transformer& model, const EngineConfig& c) {
 
 absl::StatusOr<std::unique_ptr<KvCache>> MakeCache(const Transformer& model,
                                                    const EngineConfig& c) {
-  return KvCache::Create(model.CacheShape(c.kv_blocks * c.block_size, c.block_size));
+  return KvCache::Create(model.CacheShape(c.kv_blocks * c.block_size, c.block_size, c.kv_type));
 }
 
 // Logits rows `s` produces on a rank that receives logits.
@@ -246,6 +266,7 @@ absl::Status Engine::Shutdown() {
 absl::StatusOr<std::vector<EngineOutput>> Engine::Step() {
   if (!broken_.ok()) return broken_;
   if (shutdown_) return absl::FailedPreconditionError("the engine was shut down");
+  kernels::ScopedPool on_own_threads(*pool_);
   absl::StatusOr<std::vector<EngineOutput>> out = RunStep();
   if (!out.ok()) broken_ = out.status();
   return out;
@@ -349,7 +370,9 @@ absl::Status ReleaseWorkers(parallel::Communicator& world) {
       kernels::Tensor(msg.data(), DType::kU8, {static_cast<int64_t>(msg.size())}), 0);
 }
 
-absl::Status RunWorker(const Transformer& model, parallel::Communicator& world) {
+absl::Status RunWorker(const Transformer& model, parallel::Communicator& world, int threads) {
+  kernels::ThreadPool pool(threads > 0 ? threads : kernels::DefaultThreadCount());
+  kernels::ScopedPool on_own_threads(pool);
   std::vector<uint8_t> msg(kConfigBytes);
   if (absl::Status s = world.Broadcast(
           kernels::Tensor(msg.data(), DType::kU8, {static_cast<int64_t>(msg.size())}), 0);

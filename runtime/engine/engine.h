@@ -16,8 +16,9 @@
 // that is not the sequence's length), stops the worker with an error naming the field; the
 // leader's next collective then fails on its timeout, and the replica is torn down.
 //
-// Messages on the world communicator, in order: the configuration (48 bytes, magic
-// "TSEC"; or ReleaseWorkers()' message that no engine follows), then per step an i32 byte count and the plan's bytes. The leader sends a plan
+// Messages on the world communicator, in order: the configuration (56 bytes, magic
+// "TSEC": the EngineConfig; or ReleaseWorkers()' message that no engine follows), then per
+// step an i32 byte count and the plan's bytes. The leader sends a plan
 // for every step it applies; Step() on an idle engine sends nothing, so an idle leader
 // leaves its workers waiting in a broadcast: keep it busy or shut it down within the
 // communicator's timeout.
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/cpu/thread_pool.h"
 #include "parallel/communicator.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/transformer.h"
@@ -46,6 +48,11 @@ struct EngineConfig {
   int64_t block_size = 16;
   int64_t max_batch_tokens = 512;
   int64_t max_seqs = 32;
+  kernels::DType kv_type = kernels::DType::kF32;  // KV element type: kF32, kF16 or kBF16
+  // Kernel threads of this rank's own pool (the engine's steps run on it, so engines do not
+  // share threads): 0 = as many as the default pool (TESSERA_THREADS, else every core).
+  // Not sent to the workers: each rank sizes its own.
+  int threads = 0;
 };
 
 struct EngineRequest {
@@ -102,6 +109,8 @@ class Engine {
       : model_(model),
         config_(config),
         world_(world),
+        pool_(std::make_unique<kernels::ThreadPool>(
+            config.threads > 0 ? config.threads : kernels::DefaultThreadCount())),
         cache_(std::move(cache)),
         scheduler_(std::move(scheduler)) {}
   static absl::StatusOr<std::unique_ptr<Engine>> CreateLocal(const Transformer& model,
@@ -119,6 +128,7 @@ class Engine {
   const Transformer& model_;
   const EngineConfig config_;
   parallel::Communicator* const world_;  // null on one process; not owned
+  const std::unique_ptr<kernels::ThreadPool> pool_;  // every step's kernels run on it
   std::unique_ptr<KvCache> cache_;
   serving::Scheduler scheduler_;
   std::map<serving::RequestId, Live> live_;
@@ -131,7 +141,8 @@ class Engine {
 // A worker rank's side of the engine (every world rank but 0): receives the configuration
 // and then every plan from the leader, and executes them, until the stop plan (OK) or an
 // error (a bad plan or configuration, a failed step, a dead leader).
-absl::Status RunWorker(const Transformer& model, parallel::Communicator& world);
+// `threads`: the worker's own kernel pool, as EngineConfig::threads.
+absl::Status RunWorker(const Transformer& model, parallel::Communicator& world, int threads = 0);
 
 // The leader's call when it cannot start an engine (a bad prompt, say) after its workers
 // entered RunWorker: they return CANCELLED at once instead of waiting out the timeout.

@@ -46,7 +46,8 @@ absl::StatusOr<GenerateResult> Generate(const Transformer& model,
   const EngineConfig config{.kv_blocks = (T + sp.max_new_tokens + kBlock - 1) / kBlock,
                             .block_size = kBlock,
                             .max_batch_tokens = std::clamp<int64_t>(options.prefill_chunk, 1, T),
-                            .max_seqs = 1};
+                            .max_seqs = 1,
+                            .kv_type = options.kv_type};
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model, config, options.world);
   if (!engine.ok()) return engine.status();  // Create released the workers
   if (absl::Status s = (*engine)->Add({.id = 0,

@@ -32,6 +32,7 @@ struct GenerateOptions {
   parallel::Communicator* world = nullptr;
   // Prompt tokens per step: a longer prompt is prefilled in chunks of this many.
   int64_t prefill_chunk = 2048;
+  kernels::DType kv_type = kernels::DType::kF32;  // the KV cache's element type
 };
 
 // Checks the prompt and limits (prompt not empty, prompt + max_new_tokens within the

@@ -6,22 +6,41 @@
 #include <set>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/check.h"
+#include "kernels/dequant.h"
 
 namespace tessera {
+
+using kernels::DType;
+
+absl::StatusOr<DType> KvTypeFromName(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "f32") return DType::kF32;
+  if (lower == "f16") return DType::kF16;
+  if (lower == "bf16") return DType::kBF16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("KV type '", name, "' is not one of f32, f16, bf16"));
+}
+
+int64_t KvElementBytes(DType type) { return type == DType::kF32 ? 4 : 2; }
 
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheShape& shape) {
   const std::string what =
       absl::StrCat("KV cache (", shape.layers, " layers x ", shape.num_blocks, " blocks x ",
-                   shape.block_size, " tokens x K,V x ", shape.kv_dim, " f32)");
+                   shape.block_size, " tokens x K,V x ", shape.kv_dim, " ",
+                   kernels::Name(shape.type), ")");
+  if (shape.type != DType::kF32 && shape.type != DType::kF16 && shape.type != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the type must be F32, F16 or BF16"));
+  }
   if (shape.layers <= 0 || shape.kv_dim <= 0 || shape.block_size <= 0 || shape.num_blocks < 1 ||
       shape.num_blocks > std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": bad shape"));
   }
   const std::optional<int64_t> bytes = kernels::CheckedProduct(
       {shape.layers, shape.num_blocks, 2, shape.block_size, shape.kv_dim,
-       static_cast<int64_t>(sizeof(float))});
+       KvElementBytes(shape.type)});
   if (!bytes) return absl::ResourceExhaustedError(absl::StrCat(what, ": the byte size overflows int64"));
   absl::StatusOr<serving::KvBlockManager> blocks =
       serving::KvBlockManager::Create(shape.num_blocks, shape.block_size);
@@ -90,10 +109,10 @@ absl::Status KvCache::Free(SeqId seq) {
   return blocks_.Apply(blocks_.generation(), planner.ops());
 }
 
-float* KvCache::Block(int64_t layer, int32_t block, int kv) const {
+uint8_t* KvCache::Block(int64_t layer, int32_t block, int kv) const {
   const int64_t per_block = shape_.block_size * shape_.kv_dim;
   const int64_t index = ((layer * shape_.num_blocks + block) * 2 + kv) * per_block;
-  return reinterpret_cast<float*>(storage_.data()) + index;
+  return static_cast<uint8_t*>(storage_.data()) + index * KvElementBytes(shape_.type);
 }
 
 void KvCache::Write(int64_t layer, SeqId seq, int64_t pos, const float* k, const float* v,
@@ -101,19 +120,23 @@ void KvCache::Write(int64_t layer, SeqId seq, int64_t pos, const float* k, const
   const std::span<const int32_t> table = blocks_.BlockTable(seq);
   TESSERA_KCHECK(pos >= 0 && pos + n <= static_cast<int64_t>(table.size()) * shape_.block_size,
                  "KvCache::Write past the sequence's blocks");
-  const int64_t D = shape_.kv_dim;
+  const int64_t D = shape_.kv_dim, row_bytes = D * KvElementBytes(shape_.type);
+  auto store = [&](uint8_t* dst, const float* src) {
+    kernels::StoreFloatRow(dst, shape_.type, src, D);
+  };
   for (int64_t i = 0; i < n; ++i) {
     const int64_t p = pos + i;
     const int32_t block = table[p / shape_.block_size];
     const int64_t slot = p % shape_.block_size;
-    std::memcpy(Block(layer, block, 0) + slot * D, k + i * D, sizeof(float) * D);
-    std::memcpy(Block(layer, block, 1) + slot * D, v + i * D, sizeof(float) * D);
+    store(Block(layer, block, 0) + slot * row_bytes, k + i * D);
+    store(Block(layer, block, 1) + slot * row_bytes, v + i * D);
   }
 }
 
 kernels::PagedKv KvCache::Layer(int64_t layer, int64_t kv_heads) const {
   return kernels::PagedKv{.k = Block(layer, 0, 0),
                           .v = Block(layer, 0, 1),
+                          .type = shape_.type,
                           .num_blocks = shape_.num_blocks,
                           .block_size = shape_.block_size,
                           .block_stride = 2 * shape_.block_size * shape_.kv_dim,

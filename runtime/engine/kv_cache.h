@@ -10,9 +10,10 @@
 // it reserved stay with their sequences and serve the retry). A worker rank mirrors the
 // leader's cache by ApplyBlockOps() of the step plan's operations.
 //
-// Storage is f32, laid out [layer][block][K|V][block_size][kv_dim], where kv_dim =
-// Hkv_local * D; Layer() views one layer for kernels::PagedAttention. Not thread-safe: the
-// engine's step loop owns it.
+// Storage is of the shape's type (f32, or f16 / bf16: K/V rounded to nearest even as they
+// are written, widened back to f32 by the attention kernel), laid out
+// [layer][block][K|V][block_size][kv_dim], where kv_dim = Hkv_local * D; Layer() views one
+// layer for kernels::PagedAttention. Not thread-safe: the engine's step loop owns it.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "kernels/buffer.h"
 #include "kernels/paged_attention.h"
 #include "runtime/serving/kv_block_manager.h"
@@ -34,12 +36,19 @@ struct KvCacheShape {
   int64_t kv_dim = 0;  // Hkv_local * D
   int64_t block_size = 16;
   int64_t num_blocks = 0;
+  kernels::DType type = kernels::DType::kF32;  // kF32, kF16 or kBF16
 };
+
+// The KV element types a cache can store, by the --kv-type name ("f32", "f16", "bf16";
+// case-insensitive); INVALID_ARGUMENT naming the value otherwise.
+absl::StatusOr<kernels::DType> KvTypeFromName(absl::string_view name);
+// Bytes of one element of a KV type (4 or 2).
+int64_t KvElementBytes(kernels::DType type);
 
 class KvCache {
  public:
-  // INVALID_ARGUMENT unless layers, kv_dim and block_size are positive and num_blocks is in
-  // [1, INT32_MAX]; RESOURCE_EXHAUSTED, with the byte count, if the storage is more than the
+  // INVALID_ARGUMENT unless layers, kv_dim and block_size are positive, num_blocks is in
+  // [1, INT32_MAX] and the type is F32, F16 or BF16; RESOURCE_EXHAUSTED, with the byte count, if the storage is more than the
   // memory available or cannot be allocated.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape);
 
@@ -72,15 +81,16 @@ class KvCache {
   const serving::KvBlockManager& blocks() const { return blocks_; }
   int64_t bytes() const { return storage_.bytes(); }
 
-  // Stores k, v [n, kv_dim] f32 at positions [pos, pos + n) of `seq`, which its blocks
-  // must cover (CHECKed: the engine reserves first).
+  // Stores k, v [n, kv_dim] f32 (converted to the cache's type) at positions
+  // [pos, pos + n) of `seq`, which its blocks must cover (CHECKed: the engine reserves first).
   void Write(int64_t layer, SeqId seq, int64_t pos, const float* k, const float* v, int64_t n);
   // One layer's blocks, for kernels::PagedAttention (kv_dim = kv_heads * D).
   kernels::PagedKv Layer(int64_t layer, int64_t kv_heads) const;
 
  private:
   KvCache(const KvCacheShape& shape, kernels::HostBuffer storage, serving::KvBlockManager blocks);
-  float* Block(int64_t layer, int32_t block, int kv) const;
+  // Element 0 of one block's K (kv 0) or V (kv 1) rows in `layer`.
+  uint8_t* Block(int64_t layer, int32_t block, int kv) const;
 
   // Immutable after construction.
   KvCacheShape shape_;

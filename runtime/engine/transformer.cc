@@ -299,11 +299,13 @@ int64_t Transformer::decode_weight_bytes() const {
          embedding_.bytes() / embedding_.table().dim(0);
 }
 
-KvCacheShape Transformer::CacheShape(int64_t tokens, int64_t block_size) const {
+KvCacheShape Transformer::CacheShape(int64_t tokens, int64_t block_size,
+                                     kernels::DType type) const {
   return KvCacheShape{.layers = config_.n_layers,
                       .kv_dim = local_kv_heads_ * config_.head_dim,
                       .block_size = block_size,
-                      .num_blocks = (tokens + block_size - 1) / block_size};
+                      .num_blocks = (tokens + block_size - 1) / block_size,
+                      .type = type};
 }
 
 absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cache,

@@ -70,8 +70,10 @@ class Transformer {
   // This rank's tensor-parallel group.
   const parallel::Communicator& tp() const { return *tp_; }
   const ArchSpec& arch() const { return *arch_; }
-  // The KV cache shape for this rank, with room for `tokens` positions in `block_size` blocks.
-  KvCacheShape CacheShape(int64_t tokens, int64_t block_size = 16) const;
+  // The KV cache shape for this rank, with room for `tokens` positions in `block_size`
+  // blocks of `type` elements.
+  KvCacheShape CacheShape(int64_t tokens, int64_t block_size = 16,
+                          kernels::DType type = kernels::DType::kF32) const;
   // Bytes of weights this rank holds.
   int64_t weight_bytes() const { return weight_bytes_; }
   // Weight bytes one decode step reads on this rank outside MoE layers: every weight,

@@ -151,6 +151,7 @@ class GenerateTest(unittest.TestCase):
             (("-n", "9000"), "exceeds the model's context of 8192"),
             (("--top-p", "0"), "top_p 0 is out of range"),
             (("--temperature", "abc"), "'abc' is not a number"),
+            (("--kv-type", "q8_0"), "--kv-type: KV type 'q8_0' is not one of f32, f16, bf16"),
         ]:
             p = run("generate", "-m", "smollm2-135m-instruct", "-p", "Hi", *args, check=False)
             self.assertEqual(p.returncode, 1, args)
@@ -242,6 +243,14 @@ class BatchTest(unittest.TestCase):
         one, _ = self.batch("--max-seqs", "1", "--quiet")
         many, _ = self.batch("--max-seqs", "8", "--kv-cache-memory", "8M", "--quiet")
         self.assertEqual(one, many)
+
+    def test_kv_type_halves_the_pool_per_token(self):
+        """SmolLM2 KV: 30 layers x K,V x 3 KV heads x 64 dims = 11520 values per token."""
+        _, err32 = self.batch("--kv-type", "f32", "--max-seqs", "4", "--quiet")
+        results, err16 = self.batch("--kv-type", "f16", "--max-seqs", "4", "--quiet")
+        self.assertIn("F32, 46080 bytes per token per rank", err32)
+        self.assertIn("F16, 23040 bytes per token per rank", err16)
+        self.assertEqual(sum("error" not in r for r in results), 20)
 
     def test_bad_flags_and_files(self):
         p = run("batch", "-m", "smollm2-135m-instruct", "--input", "/nonexistent.jsonl",

@@ -26,11 +26,14 @@ PROMPT = "Hello, the experts said"
 
 
 def generate(model, world, *extra, tp=None, ep=1):
-    """Runs one generation on `world` processes; returns (json, logits, per-rank bytes)."""
+    """Runs one generation on `world` processes; returns (json, logits, per-rank bytes).
+    The KV cache is f32: these tests check the layouts' arithmetic against one process, and
+    16-bit K/V would round tp's differently ordered sums into visible logit differences
+    (16-bit K/V under tp is checked by EngineRanksTest.HalfKvTensorParallelMatchesOneProcess)."""
     with tempfile.TemporaryDirectory() as d:
         npy = os.path.join(d, "logits.npy")
         cmd = [TESSERA, "generate", "-m", model, "-p", PROMPT, "-n", "8", "--json",
-               "--dump-logits", npy, "--timeout", "20", *extra]
+               "--dump-logits", npy, "--timeout", "20", "--kv-type", "f32", *extra]
         if world > 1:
             cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(world)] + cmd + [
                 "--tp", str(world if tp is None else tp), "--ep", str(ep)]
@@ -165,10 +168,11 @@ class Batch(unittest.TestCase):
                 runs = {}
                 for w, tp, ep in [(1, 1, 1)] + layouts:
                     out = os.path.join(d, f"{arch}-{w}-{tp}-{ep}.jsonl")
-                    # 20 blocks of 16 tokens on one process (96 KiB at 512 bytes per token
-                    # for these models; more blocks where tp halves a rank's KV heads).
+                    # 20 blocks of 16 tokens on one process (160 KiB at 512 bytes per token
+                    # of f32 K/V for these models; more blocks where tp halves a rank's KV
+                    # heads). f32 so that greedy tokens match exactly across layouts.
                     cmd = [TESSERA, "batch", "-m", model, "--input", prompts, "--output", out,
-                           "--max-seqs", "32", "--max-batch-tokens", "48",
+                           "--max-seqs", "32", "--max-batch-tokens", "48", "--kv-type", "f32",
                            "--kv-cache-memory", "160K", "--timeout", "60"]
                     if w > 1:
                         cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(w)] + cmd + [

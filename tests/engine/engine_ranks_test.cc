@@ -69,13 +69,17 @@ std::map<serving::RequestId, Result> RunAll(Engine& e, const std::vector<EngineR
 
 constexpr EngineConfig kConfig{.kv_blocks = 40, .block_size = 8, .max_batch_tokens = 32,
                                .max_seqs = 8};
+// The same with an f16 KV cache: the workers take the type from the leader's configuration.
+constexpr EngineConfig kHalfKvConfig{.kv_blocks = 40, .block_size = 8, .max_batch_tokens = 32,
+                                     .max_seqs = 8, .kv_type = kernels::DType::kF16};
 
 std::map<serving::RequestId, Result> RunSolo(const ModelSource& source,
-                                             const std::vector<EngineRequest>& reqs) {
+                                             const std::vector<EngineRequest>& reqs,
+                                             const EngineConfig& config = kConfig) {
   auto solo = parallel::MakeSoloCommunicator();
   auto model = Transformer::Load(source, solo.get(), {});
   EXPECT_TRUE(model.ok()) << model.status();
-  auto engine = Engine::Create(**model, kConfig);
+  auto engine = Engine::Create(**model, config);
   EXPECT_TRUE(engine.ok()) << engine.status();
   return RunAll(**engine, reqs);
 }
@@ -83,7 +87,8 @@ std::map<serving::RequestId, Result> RunSolo(const ModelSource& source,
 // `ranks` threads, each with a world and a tp (or ep) communicator; rank 0 leads.
 std::map<serving::RequestId, Result> RunRanks(const ModelSource& source, int ranks, bool ep,
                                               const std::vector<EngineRequest>& reqs,
-                                              std::vector<int64_t>* gather_bytes) {
+                                              std::vector<int64_t>* gather_bytes,
+                                              const EngineConfig& config = kConfig) {
   auto world = InProcessCommunicator::MakeGroup(ranks, absl::Seconds(30));
   auto group = InProcessCommunicator::MakeGroup(ranks, absl::Seconds(30));
   std::vector<std::unique_ptr<Communicator>> solos;
@@ -102,7 +107,7 @@ std::map<serving::RequestId, Result> RunRanks(const ModelSource& source, int ran
         return;
       }
       if (r == 0) {
-        auto engine = Engine::Create(**model, kConfig, world[0].get());
+        auto engine = Engine::Create(**model, config, world[0].get());
         if (!engine.ok()) {
           status[r] = engine.status();
           return;
@@ -159,6 +164,47 @@ TEST(EngineRanksTest, ExpertParallelMatchesOneProcess) {
   EXPECT_EQ(gathered[1], 0);  // alone in its tp group: the worker skips the LM head
 }
 
+TEST(EngineRanksTest, HalfKvTensorParallelMatchesOneProcess) {
+  auto source = Open("llama");
+  ASSERT_NE(source, nullptr);
+  const std::vector<EngineRequest> reqs = Requests(6, source->config()->vocab);
+  std::vector<int64_t> gathered;
+  ExpectSame(RunRanks(*source, 2, /*ep=*/false, reqs, &gathered, kHalfKvConfig),
+             RunSolo(*source, reqs, kHalfKvConfig), "tp 2, f16 KV");
+}
+
+// Two engines in one process, each on its own model and its own thread pool, stepped from
+// two threads at once: each gives the tokens it gives alone.
+TEST(EngineRanksTest, TwoEnginesInOneProcessEachOnItsOwnPool) {
+  auto source = Open("llama");
+  ASSERT_NE(source, nullptr);
+  const std::vector<EngineRequest> reqs = Requests(6, source->config()->vocab);
+  const auto want = RunSolo(*source, reqs);
+  std::map<serving::RequestId, Result> got[2];
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      auto solo = parallel::MakeSoloCommunicator();
+      auto model = Transformer::Load(*source, solo.get(), {});
+      ASSERT_TRUE(model.ok()) << model.status();
+      EngineConfig config = kConfig;
+      config.threads = 2 + i;
+      auto engine = Engine::Create(**model, config);
+      ASSERT_TRUE(engine.ok()) << engine.status();
+      got[i] = RunAll(**engine, reqs);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ExpectSame(got[0], want, "engine 0 of 2");
+  ExpectSame(got[1], want, "engine 1 of 2");
+  EngineConfig bad = kConfig;
+  bad.threads = -1;
+  auto solo = parallel::MakeSoloCommunicator();
+  auto model = Transformer::Load(*source, solo.get(), {});
+  ASSERT_TRUE(model.ok());
+  EXPECT_NE(Engine::Create(**model, bad).status().message().find("threads -1"), std::string::npos);
+}
+
 // The worker's side alone: a leader thread sends hand-made messages.
 class WorkerRefusesTest : public testing::Test {
  protected:
@@ -192,8 +238,8 @@ class WorkerRefusesTest : public testing::Test {
     auto world = InProcessCommunicator::MakeGroup(2, absl::Seconds(2));
     std::vector<std::vector<uint8_t>> msgs;
     std::thread t([&] {
-      std::vector<uint8_t> config(48);
-      (void)world[1]->Broadcast(kernels::Tensor(config.data(), kernels::DType::kU8, {48}), 0);
+      std::vector<uint8_t> config(56);
+      (void)world[1]->Broadcast(kernels::Tensor(config.data(), kernels::DType::kU8, {56}), 0);
       msgs.push_back(config);
       for (int i = 0; i < 2; ++i) {  // the prefill plan, then the stop plan
         int32_t n = 0;
@@ -226,7 +272,7 @@ TEST_F(WorkerRefusesTest, BadPlansAndConfigs) {
   const std::vector<uint8_t>& config = msgs[0];
   const std::vector<uint8_t>& plan = msgs[1];
   auto send_config = [&](Communicator& c, std::vector<uint8_t> m) {
-    (void)c.Broadcast(kernels::Tensor(m.data(), kernels::DType::kU8, {48}), 0);
+    (void)c.Broadcast(kernels::Tensor(m.data(), kernels::DType::kU8, {56}), 0);
   };
   // The captured plan runs, then the stop plan ends the worker cleanly.
   EXPECT_TRUE(Worker([&](Communicator& c) {
@@ -242,6 +288,10 @@ TEST_F(WorkerRefusesTest, BadPlansAndConfigs) {
   bad = config;
   std::memset(bad.data() + 8, 0, 8);  // kv_blocks 0
   EXPECT_NE(Worker([&](Communicator& c) { send_config(c, bad); }).message().find("kv_blocks 0"),
+            std::string::npos);
+  bad = config;
+  bad[48] = 7;  // the KV type code
+  EXPECT_NE(Worker([&](Communicator& c) { send_config(c, bad); }).message().find("KV type code 7"),
             std::string::npos);
   EXPECT_EQ(Worker([&](Communicator& c) { (void)ReleaseWorkers(c); }).code(),
             absl::StatusCode::kCancelled);

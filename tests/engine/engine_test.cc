@@ -1,7 +1,8 @@
 // The engine on the golden tiny models: 32 requests of different lengths at once through
 // the scheduler (chunked prefill, block boundaries crossed, a KV pool small enough that
 // requests are preempted and recomputed) give the same tokens and log-probabilities as
-// each request generated alone by Generate(); seeded sampling too; cancellation frees.
+// each request generated alone by Generate(); seeded sampling too; with 16-bit KV too;
+// cancellation frees.
 #include "runtime/engine/engine.h"
 
 #include <gtest/gtest.h>
@@ -74,7 +75,8 @@ std::vector<EngineRequest> Requests(int n, int64_t vocab, int64_t context, float
   return reqs;
 }
 
-void ExpectSameAsAlone(const std::string& arch, float temperature) {
+void ExpectSameAsAlone(const std::string& arch, float temperature,
+                       kernels::DType kv_type = kernels::DType::kF32) {
   Loaded l = Load(arch);
   ASSERT_NE(l.model, nullptr);
   const ModelConfig& c = l.model->config();
@@ -83,6 +85,7 @@ void ExpectSameAsAlone(const std::string& arch, float temperature) {
   for (const EngineRequest& r : reqs) {
     GenerateOptions opts;
     opts.sampling = r.sampling;
+    opts.kv_type = kv_type;
     absl::StatusOr<GenerateResult> g = Generate(*l.model, r.prompt, opts);
     ASSERT_TRUE(g.ok()) << g.status();
     alone[r.id] = *std::move(g);
@@ -91,7 +94,8 @@ void ExpectSameAsAlone(const std::string& arch, float temperature) {
   // preemption; a 24-token budget cuts the longer prompts into chunks.
   for (int64_t blocks : {int64_t{256}, int64_t{24}}) {
     auto engine = Engine::Create(*l.model, {.kv_blocks = blocks, .block_size = 8,
-                                            .max_batch_tokens = 24, .max_seqs = 32});
+                                            .max_batch_tokens = 24, .max_seqs = 32,
+                                            .kv_type = kv_type});
     ASSERT_TRUE(engine.ok()) << engine.status();
     for (const EngineRequest& r : reqs) ASSERT_TRUE((*engine)->Add(r).ok());
     const auto together = RunAll(**engine);
@@ -121,6 +125,11 @@ TEST(EngineTest, GreedyBatchEqualsAlone) {
 }
 
 TEST(EngineTest, SeededSamplingBatchEqualsAlone) { ExpectSameAsAlone("llama", 0.9f); }
+
+TEST(EngineTest, HalfKvBatchEqualsAlone) {
+  ExpectSameAsAlone("llama", 0.0f, kernels::DType::kF16);
+  ExpectSameAsAlone("mixtral", 0.9f, kernels::DType::kBF16);
+}
 
 TEST(EngineTest, BadRequestsAndCancellation) {
   Loaded l = Load("llama");

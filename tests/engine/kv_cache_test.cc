@@ -2,8 +2,31 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+#include "kernels/dequant.h"
+
 namespace tessera {
 namespace {
+
+using kernels::DType;
+
+// Element i of a cache view of `type`, as f32.
+float At(const void* base, DType type, int64_t i) {
+  switch (type) {
+    case DType::kF16: return kernels::HalfToFloat(static_cast<const uint16_t*>(base)[i]);
+    case DType::kBF16: return kernels::Bf16ToFloat(static_cast<const uint16_t*>(base)[i]);
+    default: return static_cast<const float*>(base)[i];
+  }
+}
+
+// `v` as a cache of `type` stores it.
+float Stored(float v, DType type) {
+  switch (type) {
+    case DType::kF16: return kernels::HalfToFloat(kernels::FloatToHalf(v));
+    case DType::kBF16: return kernels::Bf16ToFloat(kernels::FloatToBf16(v));
+    default: return v;
+  }
+}
 
 // A cache for the test's (small) shape, which must be creatable.
 std::unique_ptr<KvCache> NewCache(const KvCacheShape& shape) {
@@ -35,9 +58,29 @@ TEST(KvCache, CreateFailsClosed) {
                                                .num_blocks = int64_t{1} << 31}}) {
     EXPECT_EQ(KvCache::Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
   }
+  auto q8 = KvCache::Create({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 2,
+                             .type = DType::kQ8_0});
+  EXPECT_EQ(q8.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(q8.status().message().find("Q8_0"), std::string::npos) << q8.status();
   auto ok = KvCache::Create({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5});
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ((*ok)->bytes(), 2 * 5 * 2 * 4 * 3 * 4);
+  for (DType t : {DType::kF16, DType::kBF16}) {  // half the bytes
+    auto half = KvCache::Create({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5, .type = t});
+    ASSERT_TRUE(half.ok()) << half.status();
+    EXPECT_EQ((*half)->bytes(), 2 * 5 * 2 * 4 * 3 * 2);
+  }
+}
+
+TEST(KvCache, TypeNames) {
+  EXPECT_EQ(*KvTypeFromName("f32"), DType::kF32);
+  EXPECT_EQ(*KvTypeFromName("F16"), DType::kF16);
+  EXPECT_EQ(*KvTypeFromName("bf16"), DType::kBF16);
+  for (const char* bad : {"", "q8_0", "f64", "fp16"}) {
+    absl::StatusOr<DType> t = KvTypeFromName(bad);
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(t.status().message().find(absl::StrCat("'", bad, "'")), std::string::npos);
+  }
 }
 
 TEST(KvCache, PlanIsPureApplyAllocatesBlocks) {
@@ -102,8 +145,12 @@ TEST(KvCache, DuplicatesStalePlansAndReserveWithoutCommit) {
   EXPECT_EQ(cache.length(1), 3);
 }
 
-TEST(KvCache, WritesLandWhereTheLayerViewReadsThem) {
-  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6});
+// K/V written through the cache are read back, rounded to its type, where its layer view
+// says they are.
+void CheckWritesLand(DType type) {
+  SCOPED_TRACE(kernels::Name(type));
+  std::unique_ptr<KvCache> cache_owner =
+      NewCache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6, .type = type});
   ASSERT_NE(cache_owner, nullptr);
   KvCache& cache = *cache_owner;
   // Interleave two sequences so their blocks are not contiguous.
@@ -129,15 +176,21 @@ TEST(KvCache, WritesLandWhereTheLayerViewReadsThem) {
     const std::span<const int32_t> table = cache.blocks().BlockTable(s);
     for (int layer = 0; layer < 2; ++layer) {
       const kernels::PagedKv view = cache.Layer(layer, 1);
+      EXPECT_EQ(view.type, type);
       for (int p = 0; p < 8; ++p) {
         const int64_t at = table[p / 3] * view.block_stride + (p % 3) * 2;
         for (int d = 0; d < 2; ++d) {
-          EXPECT_EQ(view.k[at + d], 1000 * s + 100 * layer + 10 * p + d);
-          EXPECT_EQ(view.v[at + d], -(1000 * s + 100 * layer + 10 * p + d));
+          const float want = 1000 * s + 100 * layer + 10 * p + d;
+          EXPECT_EQ(At(view.k, type, at + d), Stored(want, type));
+          EXPECT_EQ(At(view.v, type, at + d), Stored(-want, type));
         }
       }
     }
   }
+}
+
+TEST(KvCache, WritesLandWhereTheLayerViewReadsThem) {
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) CheckWritesLand(type);
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <vector>
+
+#include "kernels/cpu/simd.h"
 
 namespace tessera::kernels {
 namespace {
@@ -38,6 +41,53 @@ TEST(Dequant, HalfAndBfloat) {
   for (uint32_t h = 0; h < 0x7C00; ++h) {  // every finite positive half round-trips
     ASSERT_EQ(FloatToHalf(HalfToFloat(static_cast<uint16_t>(h))), h);
   }
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3F80);
+  EXPECT_EQ(FloatToBf16(std::bit_cast<float>(0x3F808000u)), 0x3F80);  // tie: to even
+  EXPECT_EQ(FloatToBf16(std::bit_cast<float>(0x3F818000u)), 0x3F82);  // tie: to even
+  EXPECT_EQ(FloatToBf16(std::bit_cast<float>(0x3F808001u)), 0x3F81);
+  EXPECT_EQ(FloatToBf16(std::bit_cast<float>(0x7F7FFFFFu)), 0x7F80);  // past the largest: inf
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
+  EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::bit_cast<float>(0x7F800001u)))));  // sNaN
+}
+
+// The row conversions (AVX2 + F16C and portable) give the scalar conversions' bits for
+// every non-NaN value: all 65536 16-bit patterns widened, and f32 values around every
+// rounding boundary narrowed.
+TEST(Dequant, RowConversionsMatchScalar) {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> f32;
+  for (uint32_t i = 0; i < 65536; ++i) {
+    for (uint32_t low : {0u, 1u, 0xFFFu, 0x1000u, 0x1001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu}) {
+      const float f = std::bit_cast<float>((i << 16) | low);
+      if (!std::isnan(f)) f32.push_back(f);
+    }
+  }
+  for (bool portable : {false, true}) {
+    simd::ForcePortableForTesting(portable);
+    std::vector<float> wide(all.size());
+    simd::HalfToFloatRow(wide.data(), all.data(), static_cast<int64_t>(all.size()));
+    for (uint32_t i = 0; i < all.size(); ++i) {
+      const float want = HalfToFloat(all[i]);
+      if (std::isnan(want)) {
+        ASSERT_TRUE(std::isnan(wide[i])) << i;
+      } else {
+        ASSERT_EQ(std::bit_cast<uint32_t>(wide[i]), std::bit_cast<uint32_t>(want)) << i;
+      }
+    }
+    simd::Bf16ToFloatRow(wide.data(), all.data(), static_cast<int64_t>(all.size()));
+    for (uint32_t i = 0; i < all.size(); ++i) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(wide[i]), static_cast<uint32_t>(i) << 16) << i;
+    }
+    std::vector<uint16_t> half(f32.size()), bf(f32.size());
+    simd::FloatToHalfRow(half.data(), f32.data(), static_cast<int64_t>(f32.size()));
+    simd::FloatToBf16Row(bf.data(), f32.data(), static_cast<int64_t>(f32.size()));
+    for (size_t i = 0; i < f32.size(); ++i) {
+      ASSERT_EQ(half[i], FloatToHalf(f32[i])) << f32[i] << " portable " << portable;
+      ASSERT_EQ(bf[i], FloatToBf16(f32[i])) << f32[i];
+    }
+  }
+  simd::ForcePortableForTesting(false);
 }
 
 TEST(Dequant, Q8_0) {

@@ -1,6 +1,7 @@
 // Batched paged attention against its reference (gather + AttentionReference): random
 // block tables, mixed decode tokens and prefill chunks (chunks that start mid-sequence
-// among them), sliding windows, GQA ratios 1/2/4/8 and odd head counts.
+// among them), sliding windows, GQA ratios 1/2/4/8 and odd head counts; f32, f16 and
+// bf16 caches.
 #include "kernels/paged_attention.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "kernel_test_util.h"
+#include "kernels/cpu/simd.h"
 
 namespace tessera::kernels {
 namespace {
@@ -22,6 +24,7 @@ using testing::RandomFloats;
 struct Case {
   int64_t hq, hkv, d, block, window;
   std::vector<std::pair<int64_t, int64_t>> seqs;  // (kv_len, q_len): the last q_len are new
+  DType type = DType::kF32;
 };
 
 void Compare(const Case& c, uint32_t seed) {
@@ -33,6 +36,10 @@ void Compare(const Case& c, uint32_t seed) {
   // Interleaved K|V per block, as the engine's cache lays them out, plus padding rows.
   const int64_t stride = 2 * c.block * width + 8;
   std::vector<float> pool = RandomFloats(num_blocks * stride, seed + 1);
+  std::vector<uint16_t> pool16(pool.size());  // the same values rounded, for 16-bit caches
+  if (c.type == DType::kF16) simd::FloatToHalfRow(pool16.data(), pool.data(), pool.size());
+  if (c.type == DType::kBF16) simd::FloatToBf16Row(pool16.data(), pool.data(), pool.size());
+  const bool wide = c.type == DType::kF32;
   std::vector<int32_t> ids(num_blocks);
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), rng);
@@ -50,7 +57,10 @@ void Compare(const Case& c, uint32_t seed) {
                     .blocks = tables[i]});
     row += ql;
   }
-  const PagedKv cache{.k = pool.data(), .v = pool.data() + c.block * width,
+  const PagedKv cache{.k = wide ? static_cast<const void*>(pool.data()) : pool16.data(),
+                      .v = wide ? static_cast<const void*>(pool.data() + c.block * width)
+                                : pool16.data() + c.block * width,
+                      .type = c.type,
                       .num_blocks = num_blocks, .block_size = c.block, .block_stride = stride,
                       .kv_heads = c.hkv};
   const std::vector<float> q = RandomFloats(t * c.hq * c.d, seed + 2);
@@ -62,7 +72,8 @@ void Compare(const Case& c, uint32_t seed) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
   PagedAttention(o, &l, qt, cache, seqs, c.d, c.window, scale);
   PagedAttentionReference(ro, &rl, qt, cache, seqs, c.d, c.window, scale);
-  EXPECT_LT(MaxRelError(out, ref), 1e-5) << "hq " << c.hq << " hkv " << c.hkv << " window " << c.window;
+  EXPECT_LT(MaxRelError(out, ref), 1e-5) << "hq " << c.hq << " hkv " << c.hkv << " window "
+                                         << c.window << " type " << Name(c.type);
   EXPECT_LT(MaxRelError(lse, ref_lse), 1e-5);
   // Without lse, the same output.
   std::vector<float> out2(out.size(), 3.0f);
@@ -86,6 +97,14 @@ TEST(PagedAttentionTest, MatchesReference) {
     }
   }
   Compare({.hq = 2, .hkv = 1, .d = 128, .block = 32, .window = 0, .seqs = {{300, 1}, {300, 300}}}, 99);
+  for (DType type : {DType::kF16, DType::kBF16}) {  // 16-bit caches: widened as they are read
+    for (int64_t window : {int64_t{0}, int64_t{20}}) {
+      Compare({.hq = 8, .hkv = 2, .d = 32, .block = 16, .window = window, .seqs = mix, .type = type},
+              seed++);
+      Compare({.hq = 9, .hkv = 3, .d = 24, .block = 5, .window = window, .seqs = mix, .type = type},
+              seed++);
+    }
+  }
   Compare({.hq = 3, .hkv = 3, .d = 8, .block = 1, .window = 0, .seqs = {{9, 4}, {3, 1}}}, 100);
 }
 
@@ -105,7 +124,8 @@ TEST(PagedAttentionTest, ManyDecodesEqualEachAlone) {
     tables.emplace_back();
     for (int64_t b = 0; b < (n + block - 1) / block; ++b) tables.back().push_back(next++);
   }
-  const PagedKv cache{pool.data(), pool.data() + block * width, nb, block, stride, hkv};
+  const PagedKv cache{.k = pool.data(), .v = pool.data() + block * width, .num_blocks = nb,
+                      .block_size = block, .block_stride = stride, .kv_heads = hkv};
   const int64_t t = static_cast<int64_t>(lens.size());
   const std::vector<float> q = RandomFloats(t * hq * d, 7);
   std::vector<PagedSeq> all;

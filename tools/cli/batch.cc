@@ -52,6 +52,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--kv-cache-memory", "", true,
      "KV pool per rank: bytes (512M, 4G) or a fraction of free memory (0.2; the default, "
      "capped at what --max-seqs sequences at the full context need)"},
+    {"--kv-type", "", true, kKvTypeHelp},
     {"--max-tokens", "", true, "default max_tokens of a request (default 128)"},
     {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
     {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
@@ -450,6 +451,8 @@ int BatchMain(int argc, char** argv) {
   const std::string kv_spec = args->Get("--kv-cache-memory").value_or("0.2");
   absl::StatusOr<int64_t> pool_bytes = KvPoolBytes(kv_spec);
   if (!pool_bytes.ok()) return Fail("batch", pool_bytes.status());
+  absl::StatusOr<kernels::DType> kv_type = KvTypeArg(*args);
+  if (!kv_type.ok()) return Fail("batch", kv_type.status());
   absl::StatusOr<LoadedReplica> loaded = LoadReplica(*args, tp, ep, timeout_s, &argc, &argv);
   if (!loaded.ok()) return Fail("batch", loaded.status());
   const Transformer& model = *loaded->model;
@@ -467,13 +470,14 @@ int BatchMain(int argc, char** argv) {
   constexpr int64_t kBlock = 16;
   int64_t pool = *pool_bytes;
   if (!args->Has("--kv-cache-memory")) {  // the default: no more than the sequences can use
-    const int64_t need = max_seqs * model.config().context * KvBytesPerToken(model);
+    const int64_t need = max_seqs * model.config().context * KvBytesPerToken(model, *kv_type);
     pool = std::min(pool, need);
   }
-  absl::StatusOr<int64_t> blocks = KvBlocksFor(model, pool, kBlock, /*print=*/true);
+  absl::StatusOr<int64_t> blocks = KvBlocksFor(model, pool, kBlock, *kv_type, /*print=*/true);
   if (!blocks.ok()) return fail(blocks.status());
   const EngineConfig config{.kv_blocks = *blocks, .block_size = kBlock,
-                            .max_batch_tokens = max_batch_tokens, .max_seqs = max_seqs};
+                            .max_batch_tokens = max_batch_tokens, .max_seqs = max_seqs,
+                            .kv_type = *kv_type};
   return RunLeader(*args, model, **tok, world, config, default_max);
 }
 

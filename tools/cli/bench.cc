@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <random>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -34,6 +35,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--concurrency", "-c", true,
      "comma-separated sequence counts: aggregate prefill and decode tok/s of that many "
      "concurrent requests (-p prompt and -n generated tokens each) instead of pp/tg"},
+    {"--kv-type", "", true, kKvTypeHelp},
     {"--tp", "", true, "tensor-parallel ranks (under mpirun -np TP; default 1)"},
     {"--json", "", false, "print one JSON object"},
     {"--help", "-h", false, "show this help"},
@@ -58,12 +60,13 @@ struct BatchTimes {
 // lasts until every request has its first token, the decode phase until all are done.
 absl::StatusOr<BatchTimes> RunBatch(const Transformer& m, parallel::Communicator* world,
                                     parallel::Communicator* comm, int c, int prompt_len, int gen,
-                                    std::mt19937& rng) {
+                                    kernels::DType kv_type, std::mt19937& rng) {
   constexpr int64_t kBlock = 16;
   const int64_t per_seq = (prompt_len + gen + kBlock - 1) / kBlock;
   const EngineConfig config{.kv_blocks = c * per_seq, .block_size = kBlock,
                             .max_batch_tokens = std::min<int64_t>(int64_t{c} * prompt_len, 1 << 20),
-                            .max_seqs = c};
+                            .max_seqs = c,
+                            .kv_type = kv_type};
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(m, config, world);
   if (!engine.ok()) return engine.status();
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(m.config().vocab - 1));
@@ -168,6 +171,8 @@ int BenchMain(int argc, char** argv) {
   }
   int tp = 1;
   if (absl::Status s = args->GetNumber("--tp", &tp, 1, kMaxRanks); !s.ok()) return Fail("bench", s);
+  absl::StatusOr<kernels::DType> kv_type = KvTypeArg(*args);
+  if (!kv_type.ok()) return Fail("bench", kv_type.status());
   // Collectives may wait a minute: ranks of an oversubscribed machine take turns.
   absl::StatusOr<LoadedReplica> loaded = LoadReplica(*args, tp, 1, 60, &argc, &argv);
   if (!loaded.ok()) return Fail("bench", loaded.status());
@@ -192,7 +197,7 @@ int BenchMain(int argc, char** argv) {
       if (absl::Status s = RunWorker(m, *world); !s.ok()) return s;
       return BatchTimes{};
     }
-    return RunBatch(m, world, comm, c, prompt_len, gen, rng);
+    return RunBatch(m, world, comm, c, prompt_len, gen, *kv_type, rng);
   };
   json results = json::array();
   for (int t : threads) {
@@ -214,6 +219,10 @@ int BenchMain(int argc, char** argv) {
                              {"aggregate_prefill_tokens_per_s", Median(pp)},
                              {"aggregate_decode_tokens_per_s", Median(tg)}});
         }
+      }
+      const double bw = MemoryReadBandwidth(3);
+      for (json& r : results) {
+        if (r["threads"] == t) r["memory_read_gb_per_s"] = bw;
       }
       continue;
     }
@@ -252,6 +261,8 @@ int BenchMain(int argc, char** argv) {
               {"n_gen", n_gen},
               {"repetitions", reps},
               {"decode_bytes_per_token", dense_bytes + moe_bytes_per_token},
+              {"kv_type", absl::AsciiStrToLower(kernels::Name(*kv_type))},
+              {"kv_bytes_per_token", KvBytesPerToken(m, *kv_type)},
               {"results", results}};
   if (moe && concurrency.empty()) {
     const ModelConfig& c = m.config();

@@ -107,14 +107,20 @@ absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec) {
   return n * unit;
 }
 
-int64_t KvBytesPerToken(const Transformer& model) {
-  const KvCacheShape one = model.CacheShape(1, 1);
-  return one.layers * 2 * one.kv_dim * static_cast<int64_t>(sizeof(float));  // K and V, f32
+absl::StatusOr<kernels::DType> KvTypeArg(const Args& args) {
+  absl::StatusOr<kernels::DType> t = KvTypeFromName(args.Get("--kv-type").value_or("f16"));
+  if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("--kv-type: ", t.status().message()));
+  return t;
+}
+
+int64_t KvBytesPerToken(const Transformer& model, kernels::DType kv_type) {
+  const KvCacheShape one = model.CacheShape(1, 1, kv_type);
+  return one.layers * 2 * one.kv_dim * KvElementBytes(kv_type);  // K and V
 }
 
 absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes,
-                                    int64_t block_size, bool print) {
-  const int64_t per_token = KvBytesPerToken(model);
+                                    int64_t block_size, kernels::DType kv_type, bool print) {
+  const int64_t per_token = KvBytesPerToken(model, kv_type);
   const int64_t blocks = pool_bytes / (per_token * block_size);
   if (blocks < 1) {
     return absl::InvalidArgumentError(
@@ -125,10 +131,11 @@ absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes
   if (print) {
     const int64_t tokens = capped * block_size;
     std::fprintf(stderr,
-                 "kv cache: %lld blocks of %lld tokens = %lld tokens, %lld bytes per token per "
-                 "rank (%.1f MiB); %lld sequences at the full context of %lld\n",
+                 "kv cache: %lld blocks of %lld tokens = %lld tokens, %s, %lld bytes per token "
+                 "per rank (%.1f MiB); %lld sequences at the full context of %lld\n",
                  static_cast<long long>(capped), static_cast<long long>(block_size),
-                 static_cast<long long>(tokens), static_cast<long long>(per_token),
+                 static_cast<long long>(tokens), std::string(kernels::Name(kv_type)).c_str(),
+                 static_cast<long long>(per_token),
                  tokens * per_token / 1048576.0,
                  static_cast<long long>(tokens / model.config().context),
                  static_cast<long long>(model.config().context));

@@ -43,13 +43,16 @@ absl::StatusOr<std::vector<int32_t>> EncodeMessages(const tokenizer::Tokenizer& 
 // --kv-cache-memory: bytes ("1073741824", "512M", "4G") or, with a decimal point, a
 // fraction of the memory available now ("0.5").
 absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec);
+// --kv-type (every command that runs the engine): the KV cache's element type.
+constexpr const char* kKvTypeHelp = "KV cache element type: f16 (default), bf16 or f32";
+absl::StatusOr<kernels::DType> KvTypeArg(const Args& args);
 // KV bytes one token position takes on this rank (every layer's K and V).
-int64_t KvBytesPerToken(const Transformer& model);
+int64_t KvBytesPerToken(const Transformer& model, kernels::DType kv_type);
 // Blocks of `block_size` tokens that `pool_bytes` of KV on this rank hold (at least one);
 // `print`: the start line (blocks, tokens, bytes per token per rank, sequences at the
 // model's context).
 absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes,
-                                    int64_t block_size, bool print);
+                                    int64_t block_size, kernels::DType kv_type, bool print);
 
 // One rank's part of a replica: the model file, the replica it joined and its shard of
 // the weights. Declared so that the model goes first (it borrows the communicators).

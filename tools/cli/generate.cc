@@ -41,6 +41,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--json", "", false, "print one JSON object instead of streaming text"},
     {"--dump-logits", "", true, "write the prompt positions' logits as float32 .npy [T, V]"},
     {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
+    {"--kv-type", "", true, kKvTypeHelp},
     {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
     {"--ep", "", true, "expert-parallel ranks (under mpirun; default 1)"},
     {"--stats", "", false, "print each rank's collective calls and bytes (--json: every rank's)"},
@@ -112,6 +113,9 @@ int GenerateMain(int argc, char** argv) {
     if (!s.ok()) return Fail("generate", s);
   }
   if (absl::Status s = Validate(sp); !s.ok()) return Fail("generate", s);
+  absl::StatusOr<kernels::DType> kv_type = KvTypeArg(*args);
+  if (!kv_type.ok()) return Fail("generate", kv_type.status());
+  opts.kv_type = *kv_type;
 
   int tp = 1, ep = 1;
   double timeout_s = 30;
