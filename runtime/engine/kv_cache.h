@@ -48,8 +48,8 @@ int64_t KvElementBytes(kernels::DType type);
 class KvCache {
  public:
   // INVALID_ARGUMENT unless layers, kv_dim and block_size are positive, num_blocks is in
-  // [1, INT32_MAX] and the type is F32, F16 or BF16; RESOURCE_EXHAUSTED, with the byte count, if the storage is more than the
-  // memory available or cannot be allocated.
+  // [1, INT32_MAX] and the type is F32, F16 or BF16; RESOURCE_EXHAUSTED, with the byte
+  // count, if the storage is more than the memory available or cannot be allocated.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape);
 
   struct Append {

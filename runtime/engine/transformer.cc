@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "kernels/activation.h"
-#include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "runtime/model/weight_loader.h"
 
@@ -149,6 +148,7 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
       L.up = parallel::ColumnParallelLinear(std::move(*up), std::nullopt);
       L.down = parallel::RowParallelLinear(std::move(*down), std::nullopt, tp_);
     }
+    AttentionWeights attention;
     std::optional<OwnedTensor> qb, kb, vb;
     if (arch_->qkv_bias) {
       auto qbs = loader.LoadF32(n(names.q_bias), {c.n_heads * D}, Split::Rows(rank, W));
@@ -164,15 +164,25 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
       auto kn = loader.LoadF32(n(names.k_norm), {D}, Split::None());
       if (!qn.ok()) return qn.status();
       if (!kn.ok()) return kn.status();
-      L.q_norm = std::move(*qn);
-      L.k_norm = std::move(*kn);
+      attention.q_norm = std::move(*qn);
+      attention.k_norm = std::move(*kn);
     }
     L.attn_norm = std::move(*attn_norm);
     L.ffn_norm = std::move(*ffn_norm);
-    L.q = parallel::ColumnParallelLinear(std::move(*q), std::move(qb));
-    L.k = parallel::ColumnParallelLinear(std::move(*k), std::move(kb));
-    L.v = parallel::ColumnParallelLinear(std::move(*v), std::move(vb));
-    L.o = parallel::RowParallelLinear(std::move(*o), std::nullopt, tp_);
+    attention.q = parallel::ColumnParallelLinear(std::move(*q), std::move(qb));
+    attention.k = parallel::ColumnParallelLinear(std::move(*k), std::move(kb));
+    attention.v = parallel::ColumnParallelLinear(std::move(*v), std::move(vb));
+    attention.o = parallel::RowParallelLinear(std::move(*o), std::nullopt, tp_);
+    L.attention = AttentionLayer(std::move(attention),
+                                 {.layer = l,
+                                  .heads = local_heads_,
+                                  .kv_heads = local_kv_heads_,
+                                  .head_dim = D,
+                                  .norm_eps = static_cast<float>(c.norm_eps),
+                                  .rope_theta = static_cast<float>(c.rope_theta),
+                                  .rope_layout = rope_layout_,
+                                  .rope_scaling = rope_scaling_,
+                                  .window = c.sliding_window.value_or(0)});
   }
   auto final_norm = loader.LoadF32(names.final_norm, {H}, Split::None());
   if (!final_norm.ok()) return final_norm.status();
@@ -311,8 +321,7 @@ KvCacheShape Transformer::CacheShape(int64_t tokens, int64_t block_size,
 absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cache,
                                   std::vector<float>& logits) const {
   const ModelConfig& c = config_;
-  const int64_t H = c.hidden, D = c.head_dim, V = c.vocab;
-  const int64_t qd = local_heads_ * D, kvd = local_kv_heads_ * D, F = local_ffn_;
+  const int64_t H = c.hidden, V = c.vocab, F = local_ffn_;
 
   // Validate and plan before anything changes.
   std::vector<int32_t> ids, positions;
@@ -343,11 +352,12 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   const bool logits_here = tp_->rank() == 0;
   const int64_t logit_rows = logits_here ? out_rows : 0;
   const int64_t scratch_rows = tp_->size() > 1 ? logit_rows : 0;
-  std::vector<float> x, h, o, q, k, v, attn, g, u, sel, scratch;
+  std::vector<float> x, h, o, attn, g, u, sel, scratch;
+  const int64_t attn_floats = layers_.empty() ? 0 : layers_.front().attention.scratch_per_token();
   {
     using kernels::CheckedProduct;
     const std::optional<int64_t> floats = kernels::CheckedSum(
-        {CheckedProduct({T, 3 * H + 2 * qd + 2 * kvd + 2 * F}), CheckedProduct({out_rows, H}),
+        {CheckedProduct({T, 3 * H + attn_floats + 2 * F}), CheckedProduct({out_rows, H}),
          CheckedProduct({logit_rows + scratch_rows, V})});
     const std::string what = absl::StrCat("the activations and logits of a ", T, "-token step");
     if (absl::Status s = kernels::CheckAvailable(
@@ -358,8 +368,7 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
     }
     try {
       for (std::vector<float>* b : {&x, &h, &o}) b->resize(T * H);
-      for (std::vector<float>* b : {&q, &attn}) b->resize(T * qd);
-      for (std::vector<float>* b : {&k, &v}) b->resize(T * kvd);
+      attn.resize(T * attn_floats);
       for (std::vector<float>* b : {&g, &u}) b->resize(T * F);
       sel.resize(out_rows * H);
       logits.resize(logit_rows * V);
@@ -375,43 +384,28 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   if (!plan->ops.empty()) {
     if (absl::Status s = cache.Reserve(*plan); !s.ok()) return s;
   }
+  std::vector<SeqId> seqs;
   std::vector<kernels::PagedSeq> paged;
   {
     int64_t row = 0;
     for (size_t b = 0; b < batch.size(); ++b) {
       const int64_t n = static_cast<int64_t>(batch[b].tokens.size());
+      seqs.push_back(batch[b].seq);
       paged.push_back({.q_begin = row, .q_len = n, .first_position = starts[b],
                        .kv_len = starts[b] + n, .blocks = cache.blocks().BlockTable(batch[b].seq)});
       row += n;
     }
   }
+  const AttentionStep step{.seqs = seqs, .paged = paged, .positions = positions};
 
   if (absl::Status s = embedding_.Forward(F32View(x, T, H), ids); !s.ok()) return s;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const int64_t window = c.sliding_window.value_or(0);
-
   for (const Layer& L : layers_) {
     kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.attn_norm.cview(), c.norm_eps);
-    L.q.Forward(F32View(q, T, qd), F32View(h, T, H));
-    L.k.Forward(F32View(k, T, kvd), F32View(h, T, H));
-    L.v.Forward(F32View(v, T, kvd), F32View(h, T, H));
-    if (arch_->qk_norm) {  // RMSNorm over each head's D values
-      kernels::RmsNorm(F32View(q, T * local_heads_, D), F32View(q, T * local_heads_, D),
-                       L.q_norm.cview(), c.norm_eps);
-      kernels::RmsNorm(F32View(k, T * local_kv_heads_, D), F32View(k, T * local_kv_heads_, D),
-                       L.k_norm.cview(), c.norm_eps);
+    if (absl::Status s =
+            L.attention.Forward(F32View(o, T, H), F32View(h, T, H), step, cache, attn);
+        !s.ok()) {
+      return s;
     }
-    kernels::Rope(F32View(q, T, qd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
-    kernels::Rope(F32View(k, T, kvd), positions.data(), D, c.rope_theta, rope_layout_, rope_scaling_);
-    const int64_t layer = &L - layers_.data();
-    for (size_t b = 0; b < batch.size(); ++b) {
-      const int64_t row = paged[b].q_begin;
-      cache.Write(layer, batch[b].seq, starts[b], k.data() + row * kvd, v.data() + row * kvd,
-                  paged[b].q_len);
-    }
-    kernels::PagedAttention(F32View(attn, T, qd), nullptr, ConstTensor(q.data(), DType::kF32, {T, qd}),
-                            cache.Layer(layer, local_kv_heads_), paged, D, window, scale);
-    if (absl::Status s = L.o.Forward(F32View(o, T, H), F32View(attn, T, qd)); !s.ok()) return s;
     AddInPlace(x, o, T * H);
     kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.ffn_norm.cview(), c.norm_eps);
     if (L.moe) {

@@ -5,8 +5,9 @@
 // Forward() runs one step over a batch of sequences: each contributes a chunk of new tokens
 // (a prefill chunk of any length, or one decode token) whose K/V are appended to the paged
 // cache, and all tokens of the batch go through each linear layer together (matrix-matrix).
-// Attention is one kernels::PagedAttention call per layer for the whole batch, reading K/V
-// straight from the block tables. A sequence may appear once per step.
+// Each layer's attention is an AttentionLayer (its heads' shard), one batched
+// kernels::PagedAttention call for the whole step reading K/V straight from the block
+// tables. A sequence may appear once per step.
 //
 // Dims: T tokens in the step, H hidden, Hq/Hkv heads (this rank's share), D head dim,
 // F FFN size (this rank's share), V vocab. Loading is the only fallible setup step;
@@ -25,6 +26,7 @@
 #include "parallel/embedding.h"
 #include "parallel/linear.h"
 #include "parallel/moe.h"
+#include "runtime/engine/attention_layer.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/model/model_source.h"
 #include "runtime/model/weight_loader.h"
@@ -93,9 +95,7 @@ class Transformer {
  private:
   struct Layer {
     kernels::OwnedTensor attn_norm, ffn_norm;  // [H] f32
-    kernels::OwnedTensor q_norm, k_norm;       // [D] f32, with qk-norm only
-    parallel::ColumnParallelLinear q, k, v;    // [Hq*D | Hkv*D, H] (this rank's heads)
-    parallel::RowParallelLinear o;             // [H, Hq*D]
+    AttentionLayer attention;                  // this rank's heads
     parallel::ColumnParallelLinear gate, up;   // [F, H]  (dense MLP)
     parallel::RowParallelLinear down;          // [H, F]
     std::unique_ptr<parallel::MoeLayer> moe;   // instead of the dense MLP in MoE models

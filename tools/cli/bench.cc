@@ -71,7 +71,8 @@ absl::StatusOr<BatchTimes> RunBatch(const Transformer& m, parallel::Communicator
   if (!engine.ok()) return engine.status();
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(m.config().vocab - 1));
   for (int i = 0; i < c; ++i) {
-    EngineRequest r{.id = i};
+    EngineRequest r;
+    r.id = i;
     for (int k = 0; k < prompt_len; ++k) r.prompt.push_back(token(rng));
     r.sampling.max_new_tokens = gen;
     if (absl::Status s = (*engine)->Add(std::move(r)); !s.ok()) return s;
