@@ -27,7 +27,14 @@ deploy/build.sh release tessera
 deploy/fetch-model.sh smollm2-135m-instruct >/dev/null
 model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-if [[ ! -x "$llama_bench" || ! -x "$llama_batched" ]]; then
+# llama.cpp is built with -march=native: a build made on another CPU (the cache directory
+# outlives machines) can die of an illegal instruction, so the CPU's flags stamp the build.
+# AMX is off: on a Xeon VM that lists amx_tile, llama-bench died of SIGILL in
+# ggml_backend_amx_mul_mat (seen 2026-12-03 with AMX on; the build with it off is untested).
+cpu_stamp=$( (grep -m1 '^flags' /proc/cpuinfo; echo amx-off) | sha256sum | cut -c1-16)  # CPU + options
+if [[ ! -x "$llama_bench" || ! -x "$llama_batched" ||
+      "$(cat "$llama_dir/build/cpu-flags" 2>/dev/null)" != "$cpu_stamp" ]]; then
+  rm -rf "$llama_dir"
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   pip_fetch_sdist "$tmp" "llama-cpp-python==$version"
@@ -36,8 +43,11 @@ if [[ ! -x "$llama_bench" || ! -x "$llama_batched" ]]; then
   tar -xzf "$tmp/llama_cpp_python-$version.tar.gz" -C "$llama_dir" --strip-components=2 \
     "llama_cpp_python-$version/vendor/llama.cpp"
   cmake -S "$llama_dir/llama.cpp" -B "$llama_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+    -DGGML_NATIVE=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+    -DGGML_CCACHE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_SERVER=OFF >/dev/null
   cmake --build "$llama_dir/build" -j2 --target llama-bench llama-batched-bench
+  echo "$cpu_stamp" > "$llama_dir/build/cpu-flags"
 fi
 
 moe_model="$TESSERA_CACHE/bench/moe-8x-q8_0.gguf"
@@ -129,8 +139,8 @@ Where decode time goes (SmolLM2): the 92 MiB of weights are 30 layers of small m
 keeps activations in f32 (exact to ~1e-7; the 8-bit-activation path, llama.cpp's, lost
 top-1 agreement on 4.5% of positions), so each weight is unpacked and converted before its
 FMA: the kernel is bound by instructions (about 6-7 GB/s of weights per core in
-bench/kernels_bench), not by DRAM, and per-step work outside matmuls (norms, RoPE, KV
-gather, attention, thread-pool hand-offs for ~300 small calls) adds the rest. The MoE model,
+bench/kernels_bench), not by DRAM, and per-step work outside matmuls (norms, RoPE, paged
+attention, thread-pool hand-offs for ~300 small calls) adds the rest. The MoE model,
 with larger Q8_0 matrices, reaches a larger share of the bandwidth.""")
 moe = json.load(open(sys.argv[4]))
 m = moe["moe"]
