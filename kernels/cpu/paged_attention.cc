@@ -60,8 +60,7 @@ Dims Check(const Tensor& out, const Tensor* lse, const ConstTensor& q, const Pag
 
 // out[n] f32 <- n elements of the cache at element `offset` of `base`.
 void WidenRow(float* out, const void* base, DType type, int64_t offset, int64_t n) {
-  const int64_t bytes = type == DType::kF32 ? 4 : 2;
-  LoadFloatRow(out, static_cast<const uint8_t*>(base) + offset * bytes, type, n);
+  LoadFloatRow(out, static_cast<const uint8_t*>(base) + offset * Info(type).block_bytes, type, n);
 }
 
 // `rows` consecutive keys (or values) of one KV head as f32 rows `*stride` floats apart:

@@ -1,6 +1,7 @@
 #include "runtime/engine/engine.h"
 
 #include <cstring>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/buffer.h"
@@ -22,7 +23,7 @@ constexpr size_t kConfigBytes = 8 + 8 * kConfigFields;
 // The KV type on the wire: 0 f32, 1 f16, 2 bf16.
 constexpr DType kKvTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
 int64_t KvTypeCode(DType t) {
-  for (int64_t i = 0; i < 3; ++i) {
+  for (int64_t i = 0; i < static_cast<int64_t>(std::size(kKvTypes)); ++i) {
     if (kKvTypes[i] == t) return i;
   }
   return -1;
@@ -84,7 +85,7 @@ absl::StatusOr<EngineConfig> DecodeConfig(const std::vector<uint8_t>& b) {
   if (body[4] & kConfigNoEngine) {
     return absl::CancelledError("the leader stopped before it started the engine");
   }
-  if (body[5] < 0 || body[5] >= 3) {
+  if (body[5] < 0 || body[5] >= static_cast<int64_t>(std::size(kKvTypes))) {
     return absl::InvalidArgumentError(
         absl::StrCat("engine config: KV type code ", body[5], " is not 0 (f32), 1 (f16) or 2 (bf16)"));
   }

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/check.h"
 #include "kernels/dequant.h"
@@ -15,23 +15,25 @@ namespace tessera {
 
 using kernels::DType;
 
+bool IsKvType(DType type) {
+  return type == DType::kF32 || type == DType::kF16 || type == DType::kBF16;
+}
+
 absl::StatusOr<DType> KvTypeFromName(absl::string_view name) {
-  const std::string lower = absl::AsciiStrToLower(name);
-  if (lower == "f32") return DType::kF32;
-  if (lower == "f16") return DType::kF16;
-  if (lower == "bf16") return DType::kBF16;
+  const std::optional<DType> type = kernels::DTypeFromName(name);  // case-insensitive
+  if (type && IsKvType(*type)) return *type;
   return absl::InvalidArgumentError(
       absl::StrCat("KV type '", name, "' is not one of f32, f16, bf16"));
 }
 
-int64_t KvElementBytes(DType type) { return type == DType::kF32 ? 4 : 2; }
+int64_t KvElementBytes(DType type) { return kernels::Info(type).block_bytes; }  // plain types
 
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheShape& shape) {
   const std::string what =
       absl::StrCat("KV cache (", shape.layers, " layers x ", shape.num_blocks, " blocks x ",
                    shape.block_size, " tokens x K,V x ", shape.kv_dim, " ",
                    kernels::Name(shape.type), ")");
-  if (shape.type != DType::kF32 && shape.type != DType::kF16 && shape.type != DType::kBF16) {
+  if (!IsKvType(shape.type)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": the type must be F32, F16 or BF16"));
   }
   if (shape.layers <= 0 || shape.kv_dim <= 0 || shape.block_size <= 0 || shape.num_blocks < 1 ||

@@ -42,6 +42,8 @@ struct KvCacheShape {
 // The KV element types a cache can store, by the --kv-type name ("f32", "f16", "bf16";
 // case-insensitive); INVALID_ARGUMENT naming the value otherwise.
 absl::StatusOr<kernels::DType> KvTypeFromName(absl::string_view name);
+// Whether a cache can store `type` (F32, F16, BF16).
+bool IsKvType(kernels::DType type);
 // Bytes of one element of a KV type (4 or 2).
 int64_t KvElementBytes(kernels::DType type);
 
