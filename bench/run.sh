@@ -29,9 +29,11 @@ model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # llama.cpp is built with -march=native: a build made on another CPU (the cache directory
 # outlives machines) can die of an illegal instruction, so the CPU's flags stamp the build.
-# AMX is off: on a Xeon VM that lists amx_tile, llama-bench died of SIGILL in
-# ggml_backend_amx_mul_mat (seen 2026-12-03 with AMX on; the build with it off is untested).
-cpu_stamp=$( (grep -m1 '^flags' /proc/cpuinfo; echo amx-off) | sha256sum | cut -c1-16)  # CPU + options
+# AMX is off: on a Xeon VM that lists amx_tile, llama-bench died of SIGILL on `tilezero`
+# (2026-12-03), with GGML_AMX_* OFF too, since -march=native still defines __AMX_INT8__ and
+# ggml's CPU backend then compiles its AMX kernels in: -mno-amx-* takes them out.
+no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+cpu_stamp=$( (grep -m1 '^flags' /proc/cpuinfo; echo "$no_amx") | sha256sum | cut -c1-16)  # CPU + options
 if [[ ! -x "$llama_bench" || ! -x "$llama_batched" ||
       "$(cat "$llama_dir/build/cpu-flags" 2>/dev/null)" != "$cpu_stamp" ]]; then
   rm -rf "$llama_dir"
@@ -44,6 +46,7 @@ if [[ ! -x "$llama_bench" || ! -x "$llama_batched" ||
     "llama_cpp_python-$version/vendor/llama.cpp"
   cmake -S "$llama_dir/llama.cpp" -B "$llama_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+    -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" \
     -DGGML_CCACHE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_SERVER=OFF >/dev/null
   cmake --build "$llama_dir/build" -j2 --target llama-bench llama-batched-bench
