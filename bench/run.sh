@@ -97,6 +97,8 @@ for spec in "smollm2 $model 1" "smollm2 $model 3" "dense $dense_model 1" "dense 
     -r "$reps" --tp "$tp" --json 2>/dev/null > "$out/tp-$name-$tp.json"
 done
 
+# bench/serve.sh's section (the last one) is kept.
+serving=$(sed -n '/^## Serving over gRPC/,$p' bench/RESULTS.md 2>/dev/null || true)
 "$TESSERA_PYTHON" - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" "$out" > bench/RESULTS.md <<'PY'
 import datetime, json, platform, subprocess, sys
 TP_NOTES = """
@@ -215,4 +217,5 @@ for kv in ("f32", "f16"):
     print(f"| {kv} | {kv_bytes} | {s['aggregate_decode_tokens_per_s']:.1f} | "
           f"{l['aggregate_decode_tokens_per_s']:.1f} | {extra_ms:.2f} | {read_ms:.2f} | {extra_ms / read_ms:.2f} |")
 PY
+if [[ -n "$serving" ]]; then printf '\n%s\n' "$serving" >> bench/RESULTS.md; fi
 cat bench/RESULTS.md

@@ -57,3 +57,15 @@ command -v mpirun >/dev/null || { echo "setup: mpirun missing after install" >&2
 venv_install requirements/test.txt --require-hashes
 if ((fixtures)); then venv_install requirements/fixtures.txt; fi
 "$TESSERA_PYTHON" -c "import numpy" || die "setup: numpy missing from .venv after install"
+"$TESSERA_PYTHON" -c "import grpc, grpc_tools, grpc_health, grpc_reflection" ||
+  die "setup: grpcio packages missing from .venv after install"
+
+# The Python client's stubs (and the Replica protocol's, for the tests), from our protos
+# (into clients/python/tessera_client/_proto, not in git).
+proto_out=clients/python/tessera_client/_proto
+rm -rf "$proto_out"
+mkdir -p "$proto_out"
+"$TESSERA_PYTHON" -m grpc_tools.protoc -I rpc/proto --python_out="$proto_out" \
+  --grpc_python_out="$proto_out" rpc/proto/tessera/v1/inference.proto \
+  rpc/proto/tessera/v1/replica.proto ||
+  die "setup: generating the Python client's stubs failed"

@@ -30,6 +30,8 @@ int64_t KvTypeCode(DType t) {
 }
 // A step plan is at most this many bytes (DecodeStepPlan checks the rest against the limits).
 constexpr int32_t kMaxPlanBytes = 256 << 20;
+// The most alternatives a request may ask for at each output token.
+constexpr int32_t kMaxTopLogprobs = 64;
 
 absl::Status CheckConfig(const EngineConfig& c) {
   struct Range {
@@ -205,6 +207,11 @@ Engine::~Engine() {
 
 absl::Status Engine::Add(EngineRequest request) {
   if (absl::Status s = Validate(request.sampling); !s.ok()) return s;
+  if (request.top_logprobs < 0 || request.top_logprobs > kMaxTopLogprobs) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", request.id, ": top_logprobs ",
+                                                   request.top_logprobs, " is outside [0, ",
+                                                   kMaxTopLogprobs, "]"));
+  }
   const int64_t V = model_.config().vocab;
   for (int32_t t : request.prompt) {
     if (t < 0 || t >= V) {
@@ -225,7 +232,7 @@ absl::Status Engine::Add(EngineRequest request) {
                      .stop_tokens = sp.stop_tokens,
                      .prompt_logits = request.prompt_logits};
   if (absl::Status s = scheduler_.Add(std::move(r)); !s.ok()) return s;
-  Live live{Sampler(sp), std::move(request.prompt), {}};
+  Live live{Sampler(sp), std::move(request.prompt), {}, request.top_logprobs};
   if (request.prompt_logits) live.prompt_logits.assign(live.history.size() * V, 0.0f);
   live_.emplace(request.id, std::move(live));
   return absl::OkStatus();
@@ -268,13 +275,22 @@ absl::StatusOr<std::vector<EngineOutput>> Engine::Step() {
   if (!broken_.ok()) return broken_;
   if (shutdown_) return absl::FailedPreconditionError("the engine was shut down");
   kernels::ScopedPool on_own_threads(*pool_);
-  absl::StatusOr<std::vector<EngineOutput>> out = RunStep();
+  absl::StatusOr<std::vector<EngineOutput>> out = RunStep(/*keep_alive=*/false);
   if (!out.ok()) broken_ = out.status();
   return out;
 }
 
-absl::StatusOr<std::vector<EngineOutput>> Engine::RunStep() {
-  if (scheduler_.idle()) return std::vector<EngineOutput>{};
+absl::Status Engine::KeepAlive() {
+  if (world_ == nullptr || shutdown_ || !scheduler_.idle()) return absl::OkStatus();
+  if (!broken_.ok()) return broken_;
+  absl::StatusOr<std::vector<EngineOutput>> out = RunStep(/*keep_alive=*/true);
+  if (!out.ok()) broken_ = out.status();
+  return out.status();
+}
+
+absl::StatusOr<std::vector<EngineOutput>> Engine::RunStep(bool keep_alive) {
+  last_step_.clear();
+  if (scheduler_.idle() && !keep_alive) return std::vector<EngineOutput>{};
   // Every plan is applied once on every rank (each Apply advances the KV generation), so
   // the workers get every plan the leader applies, even one with nothing to compute.
   const serving::StepPlan plan = scheduler_.Schedule();
@@ -306,12 +322,15 @@ absl::StatusOr<std::vector<EngineOutput>> Engine::RunStep() {
     return s;
   }
   plan_in_flight_ = false;
+  ++steps_;
+  for (const serving::SeqStep& s : plan.seqs) last_step_.push_back(s.seq);
   if (static_cast<int64_t>(logits_.size()) != rows * V) {
     return absl::InternalError(absl::StrCat("step ", plan.step, ": the model returned ",
                                             logits_.size(), " logits, expected ", rows, " x ", V));
   }
   std::vector<int32_t> sampled;
   std::map<serving::RequestId, float> logprob;
+  std::map<serving::RequestId, std::vector<Sample>> top;
   std::map<serving::RequestId, absl::Status> failed;
   int64_t row = 0;
   for (const serving::SeqStep& s : plan.seqs) {
@@ -330,6 +349,10 @@ absl::StatusOr<std::vector<EngineOutput>> Engine::RunStep() {
       if (next.ok()) {
         sampled.push_back(next->id);
         logprob[s.seq] = next->logprob;
+        if (live.top_logprobs > 0) {
+          top[s.seq] = TopLogprobs(
+              std::span<const float>(logits_.data() + (row + n - 1) * V, V), live.top_logprobs);
+        }
       } else {  // this request fails alone; a placeholder keeps the plan's shape
         sampled.push_back(0);
         failed[s.seq] = absl::Status(next.status().code(),
@@ -353,6 +376,7 @@ absl::StatusOr<std::vector<EngineOutput>> Engine::RunStep() {
     EngineOutput o{.id = e.id, .tokens = e.tokens, .finish = e.finish};
     for (int32_t tok : e.tokens) {
       o.logprobs.push_back(logprob.at(e.id));
+      if (auto t = top.find(e.id); t != top.end()) o.top.push_back(t->second);
       it->second.history.push_back(tok);
     }
     if (e.finish) {

@@ -18,10 +18,9 @@
 //
 // Messages on the world communicator, in order: the configuration (56 bytes, magic
 // "TSEC": the EngineConfig; or ReleaseWorkers()' message that no engine follows), then per
-// step an i32 byte count and the plan's bytes. The leader sends a plan
-// for every step it applies; Step() on an idle engine sends nothing, so an idle leader
-// leaves its workers waiting in a broadcast: keep it busy or shut it down within the
-// communicator's timeout.
+// step an i32 byte count and the plan's bytes. The leader sends a plan for every step it
+// applies; Step() on an idle engine sends nothing, so an idle leader calls KeepAlive()
+// (an empty plan) more often than the communicator's timeout, or shuts the engine down.
 //
 // Not thread-safe: one thread drives an engine. Borrows the model and the communicator,
 // which must outlive it.
@@ -60,6 +59,7 @@ struct EngineRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling = {};  // max_new_tokens and stop_tokens included
   bool prompt_logits = false;    // return every prompt position's logits when it finishes
+  int32_t top_logprobs = 0;      // the n most likely tokens (and logprobs) at every output
 };
 
 // What one Step() produced for one request.
@@ -67,6 +67,7 @@ struct EngineOutput {
   serving::RequestId id = 0;
   std::vector<int32_t> tokens;
   std::vector<float> logprobs = {};  // per token, under the model's unmodified distribution
+  std::vector<std::vector<Sample>> top = {};  // per token, when top_logprobs > 0
   std::optional<serving::FinishReason> finish = {};
   // Set when this request failed on its own (its logits could not be sampled): it is
   // cancelled (finish kCancelled) and the other requests go on.
@@ -94,11 +95,20 @@ class Engine {
   // Runs one step; empty when there was nothing to do. After a failed step the engine is
   // broken: every later Step() returns the same error.
   absl::StatusOr<std::vector<EngineOutput>> Step();
+  // On a world of several ranks, an idle engine's workers wait in a broadcast bounded by
+  // the communicator's timeout: an idle leader calls KeepAlive() more often than that. It
+  // runs one empty step (nothing computed); a no-op when the engine is busy, alone, or
+  // shut down.
+  absl::Status KeepAlive();
   // Sends the workers the stop plan (once; later calls return the first result). Step()
   // fails after it.
   absl::Status Shutdown();
 
   bool idle() const { return scheduler_.idle(); }
+  // Steps run so far (plans applied, keep-alive steps included).
+  int64_t steps() const { return steps_; }
+  // The requests the last step computed tokens for, in plan order.
+  const std::vector<serving::RequestId>& last_step_requests() const { return last_step_; }
   serving::SchedulerStats stats() const { return scheduler_.stats(); }
   const KvCache& cache() const { return *cache_; }
   const EngineConfig& config() const { return config_; }
@@ -116,13 +126,14 @@ class Engine {
   static absl::StatusOr<std::unique_ptr<Engine>> CreateLocal(const Transformer& model,
                                                               const EngineConfig& config,
                                                               parallel::Communicator* world);
-  absl::StatusOr<std::vector<EngineOutput>> RunStep();
+  absl::StatusOr<std::vector<EngineOutput>> RunStep(bool keep_alive);
   absl::Status SendPlan(const serving::StepPlan& plan);
 
   struct Live {
     Sampler sampler;
     std::vector<int32_t> history;  // prompt and generated tokens
     std::vector<float> prompt_logits;  // [prompt, V] when asked for
+    int32_t top_logprobs = 0;
   };
 
   const Transformer& model_;
@@ -133,6 +144,8 @@ class Engine {
   serving::Scheduler scheduler_;
   std::map<serving::RequestId, Live> live_;
   std::vector<float> logits_;
+  std::vector<serving::RequestId> last_step_;
+  int64_t steps_ = 0;
   absl::Status broken_;
   bool plan_in_flight_ = false;  // a plan was sent and its step has not completed
   std::optional<absl::Status> shutdown_;

@@ -26,6 +26,26 @@ absl::Status Validate(const SamplingParams& p) {
   return absl::OkStatus();
 }
 
+std::vector<Sample> TopLogprobs(std::span<const float> logits, int32_t n) {
+  const int32_t V = static_cast<int32_t>(logits.size());
+  n = std::clamp(n, 0, V);
+  if (n == 0) return {};
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - max);
+  const double lse = max + std::log(sum);
+  std::vector<int32_t> ids(V);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int32_t a, int32_t b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  });
+  std::vector<Sample> top(n);
+  for (int32_t i = 0; i < n; ++i) {
+    top[i] = {ids[i], static_cast<float>(static_cast<double>(logits[ids[i]]) - lse)};
+  }
+  return top;
+}
+
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
 absl::StatusOr<Sample> Sampler::Next(std::span<const float> logits,

@@ -49,6 +49,10 @@ struct Sample {
   float logprob;  // log-probability of `id` under the model's unmodified distribution
 };
 
+// The `n` most likely tokens of `logits` (finite) and their log-probabilities under the
+// unmodified distribution, most likely first (ties: lowest id first).
+std::vector<Sample> TopLogprobs(std::span<const float> logits, int32_t n);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);

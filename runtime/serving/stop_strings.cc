@@ -26,7 +26,13 @@ bool StopStrings::Append(absl::string_view piece) {
   // A match not found before ends at least partly inside the new piece.
   const size_t from = before >= longest_ ? before - longest_ + 1 : 0;
   size_t cut = std::string::npos;
-  for (const std::string& s : stops_) cut = std::min(cut, text_.find(s, from));
+  for (size_t i = 0; i < stops_.size(); ++i) {
+    const size_t at = text_.find(stops_[i], from);
+    if (at < cut) {  // the earliest match wins (the first listed on a tie)
+      cut = at;
+      matched_ = static_cast<int>(i);
+    }
+  }
   if (cut != std::string::npos) {
     text_.resize(cut);
     done_ = true;

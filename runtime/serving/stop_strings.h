@@ -25,6 +25,8 @@ class StopStrings {
   bool Append(absl::string_view piece);
   bool done() const { return done_; }
   const std::string& text() const { return text_; }
+  // The stop string that matched; empty before done().
+  const std::string& matched() const { return matched_ >= 0 ? stops_[matched_] : kNone; }
   // Bytes of text() that no later piece can take back.
   size_t stable() const;
 
@@ -35,6 +37,8 @@ class StopStrings {
   size_t longest_ = 0;
   std::string text_;
   bool done_ = false;
+  int matched_ = -1;
+  static inline const std::string kNone;
 };
 
 }  // namespace tessera::serving

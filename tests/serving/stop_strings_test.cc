@@ -24,9 +24,11 @@ TEST(StopStringsTest, EarliestStopWinsAndNoStopsNeverEnds) {
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(s->Append("abcd"));
   EXPECT_EQ(s->text(), "a");
+  EXPECT_EQ(s->matched(), "b");
   auto none = StopStrings::Create({});
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->Append("anything at all"));
+  EXPECT_EQ(none->matched(), "");
   EXPECT_EQ(none->stable(), 15u);
 }
 

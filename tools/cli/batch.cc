@@ -37,30 +37,28 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kMaxRanks = 1 << 16;
-constexpr double kMinTimeoutS = 1e-3, kMaxTimeoutS = 86400;
 constexpr size_t kMaxLineBytes = 64 << 20;
 constexpr int kMaxJsonDepth = 16;
 constexpr size_t kMaxStops = 16;
 
-const std::vector<FlagSpec> kFlags = {
-    {"--model", "-m", true, "model: .gguf file, Hugging Face folder or alias"},
-    {"--input", "-i", true, "requests, one JSON object per line"},
-    {"--output", "-o", true, "results, one JSON object per input line, in input order"},
-    {"--max-seqs", "", true, "sequences running at once (1 to 4096; default 16)"},
-    {"--max-batch-tokens", "", true, "tokens computed per step (1 to 65536; default 512)"},
-    {"--kv-cache-memory", "", true,
-     "KV pool per rank: bytes (512M, 4G) or a fraction of free memory (0.2; the default, "
-     "capped at what --max-seqs sequences at the full context need)"},
-    {"--kv-type", "", true, kKvTypeHelp},
-    {"--max-tokens", "", true, "default max_tokens of a request (default 128)"},
-    {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
-    {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
-    {"--ep", "", true, "expert-parallel ranks (under mpirun; default 1)"},
-    {"--timeout", "", true, "seconds a collective may wait for a peer (0.001 to 86400; default 30)"},
-    {"--quiet", "-q", false, "no progress line"},
-    {"--help", "-h", false, "show this help"},
-};
+constexpr int64_t kDefaultMaxSeqs = 16;
+
+const std::vector<FlagSpec> kFlags = [] {
+  std::vector<FlagSpec> f = {
+      {"--model", "-m", true, "model: .gguf file, Hugging Face folder or alias"},
+      {"--input", "-i", true, "requests, one JSON object per line"},
+      {"--output", "-o", true, "results, one JSON object per input line, in input order"},
+      {"--max-tokens", "", true, "default max_tokens of a request (default 128)"},
+      {"--exact", "", false, "dequantize weights to f32 at load (reference path)"},
+      {"--tp", "", true, "tensor-parallel ranks (under mpirun; default 1)"},
+      {"--ep", "", true, "expert-parallel ranks (under mpirun; default 1)"},
+      {"--timeout", "", true, "seconds a collective may wait for a peer (0.001 to 86400; default 30)"},
+      {"--quiet", "-q", false, "no progress line"},
+      {"--help", "-h", false, "show this help"},
+  };
+  for (FlagSpec& e : EngineFlagSpecs(kDefaultMaxSeqs)) f.push_back(std::move(e));
+  return f;
+}();
 
 // One input line, parsed.
 struct Item {
@@ -435,24 +433,17 @@ int BatchMain(int argc, char** argv) {
     return args->Has("--help") ? 0 : 2;
   }
   int tp = 1, ep = 1;
-  int64_t max_seqs = 16, max_batch_tokens = 512;
   int32_t default_max = 128;
   double timeout_s = 30;
   for (absl::Status s : {args->GetNumber("--tp", &tp, 1, kMaxRanks),
                          args->GetNumber("--ep", &ep, 1, kMaxRanks),
-                         args->GetNumber("--max-seqs", &max_seqs, int64_t{1}, int64_t{4096}),
-                         args->GetNumber("--max-batch-tokens", &max_batch_tokens, int64_t{1},
-                                         int64_t{65536}),
                          args->GetNumber("--max-tokens", &default_max, 1,
                                          std::numeric_limits<int32_t>::max()),
                          args->GetNumber("--timeout", &timeout_s, kMinTimeoutS, kMaxTimeoutS)}) {
     if (!s.ok()) return Fail("batch", s);
   }
-  const std::string kv_spec = args->Get("--kv-cache-memory").value_or("0.2");
-  absl::StatusOr<int64_t> pool_bytes = KvPoolBytes(kv_spec);
-  if (!pool_bytes.ok()) return Fail("batch", pool_bytes.status());
-  absl::StatusOr<kernels::DType> kv_type = KvTypeArg(*args);
-  if (!kv_type.ok()) return Fail("batch", kv_type.status());
+  absl::StatusOr<EngineFlags> engine_flags = ParseEngineFlags(*args, kDefaultMaxSeqs);
+  if (!engine_flags.ok()) return Fail("batch", engine_flags.status());
   absl::StatusOr<LoadedReplica> loaded = LoadReplica(*args, tp, ep, timeout_s, &argc, &argv);
   if (!loaded.ok()) return Fail("batch", loaded.status());
   const Transformer& model = *loaded->model;
@@ -467,18 +458,9 @@ int BatchMain(int argc, char** argv) {
   };
   auto tok = LoadModelTokenizer(*loaded->source, model);
   if (!tok.ok()) return fail(tok.status());
-  constexpr int64_t kBlock = 16;
-  int64_t pool = *pool_bytes;
-  if (!args->Has("--kv-cache-memory")) {  // the default: no more than the sequences can use
-    const int64_t need = max_seqs * model.config().context * KvBytesPerToken(model, *kv_type);
-    pool = std::min(pool, need);
-  }
-  absl::StatusOr<int64_t> blocks = KvBlocksFor(model, pool, kBlock, *kv_type, /*print=*/true);
-  if (!blocks.ok()) return fail(blocks.status());
-  const EngineConfig config{.kv_blocks = *blocks, .block_size = kBlock,
-                            .max_batch_tokens = max_batch_tokens, .max_seqs = max_seqs,
-                            .kv_type = *kv_type};
-  return RunLeader(*args, model, **tok, world, config, default_max);
+  absl::StatusOr<EngineConfig> config = EngineConfigFor(*engine_flags, model);
+  if (!config.ok()) return fail(config.status());
+  return RunLeader(*args, model, **tok, world, *config, default_max);
 }
 
 }  // namespace tessera::cli

@@ -138,17 +138,19 @@ double MemoryReadBandwidth(int repetitions) {
 }  // namespace
 
 int BenchMain(int argc, char** argv) {
+  if (argc > 0 && std::string(argv[0]) == "serve") return BenchServeMain(argc - 1, argv + 1);
   auto args = Args::Parse(kFlags, argc, argv, 0);
   if (!args.ok()) return Fail("bench", args.status());
   if (args->Has("--help") || !args->Has("--model")) {
-    std::fprintf(args->Has("--help") ? stdout : stderr, "usage: tessera bench -m MODEL [options]\n%s",
+    std::fprintf(args->Has("--help") ? stdout : stderr,
+                 "usage: tessera bench -m MODEL [options]\n"
+                 "       tessera bench serve --server ADDR [options] (a gRPC load generator)\n%s",
                  FlagHelp(kFlags).c_str());
     return args->Has("--help") ? 0 : 2;
   }
   int n_prompt = 512, n_gen = 128, reps = 5;
   std::vector<int> threads = {1, 2};
-  constexpr int kMaxTokens = 1 << 24, kMaxReps = 10000, kMaxThreads = 4096, kMaxRanks = 1 << 16,
-                kMaxConcurrency = 4096;
+  constexpr int kMaxTokens = 1 << 24, kMaxReps = 10000, kMaxThreads = 4096, kMaxConcurrency = 4096;
   for (absl::Status s : {args->GetNumber("--n-prompt", &n_prompt, 1, kMaxTokens),
                          args->GetNumber("--n-gen", &n_gen, 1, kMaxTokens),
                          args->GetNumber("--repetitions", &reps, 1, kMaxReps)}) {

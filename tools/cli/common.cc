@@ -12,14 +12,6 @@ namespace tessera::cli {
 
 using json = nlohmann::json;
 
-absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const ModelSource& model) {
-  switch (model.format()) {
-    case ModelSource::Format::kGguf: return tokenizer::Tokenizer::FromGguf(*model.gguf());
-    case ModelSource::Format::kHfDir: return tokenizer::Tokenizer::FromHfDir(model.path());
-  }
-  return absl::InternalError("unknown model format");
-}
-
 json TokenizerSummary(const tokenizer::Tokenizer& tok) {
   json j;
   j["kind"] = tok.kind() == tokenizer::Kind::kByteLevelBpe ? "byte-level BPE"
@@ -53,28 +45,6 @@ json TokenizerSummary(const tokenizer::Tokenizer& tok) {
     }
   }
   return j;
-}
-
-absl::StatusOr<std::vector<int32_t>> EncodePrompt(const tokenizer::Tokenizer& tok,
-                                                  const std::string& text, bool chat,
-                                                  bool parse_special) {
-  if (!chat) return tok.Encode(text, {.add_special = true, .parse_special = parse_special});
-  const tokenizer::ChatMessage msg{"user", text};
-  return EncodeMessages(tok, {&msg, 1}, parse_special);
-}
-
-absl::StatusOr<std::vector<int32_t>> EncodeMessages(const tokenizer::Tokenizer& tok,
-                                                    std::span<const tokenizer::ChatMessage> messages,
-                                                    bool parse_special) {
-  const std::optional<tokenizer::ChatFormat> format = tokenizer::DetectChatFormat(tok);
-  if (!format) {
-    return absl::InvalidArgumentError(
-        "chat: the model has no chat template Tessera knows (ChatML or Llama 3)");
-  }
-  return tokenizer::EncodeChat(tok, *format, messages,
-                               {.add_generation_prompt = true,
-                                .default_system = tokenizer::DefaultSystemMessage(tok),
-                                .parse_special_in_content = parse_special});
 }
 
 absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec) {
@@ -141,6 +111,49 @@ absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes
                  static_cast<long long>(model.config().context));
   }
   return capped;
+}
+
+std::vector<FlagSpec> EngineFlagSpecs(int64_t default_max_seqs) {
+  return {
+      {"--max-seqs", "", true,
+       absl::StrCat("sequences running at once (1 to 4096; default ", default_max_seqs, ")")},
+      {"--max-batch-tokens", "", true, "tokens computed per step (1 to 65536; default 512)"},
+      {"--kv-cache-memory", "", true,
+       "KV pool per rank: bytes (512M, 4G) or a fraction of free memory (0.2; the default, "
+       "capped at what --max-seqs sequences at the full context need)"},
+      {"--kv-type", "", true, kKvTypeHelp},
+  };
+}
+
+absl::StatusOr<EngineFlags> ParseEngineFlags(const Args& args, int64_t default_max_seqs) {
+  EngineFlags f;
+  f.max_seqs = default_max_seqs;
+  for (absl::Status s : {args.GetNumber("--max-seqs", &f.max_seqs, int64_t{1}, int64_t{4096}),
+                         args.GetNumber("--max-batch-tokens", &f.max_batch_tokens, int64_t{1},
+                                        int64_t{65536})}) {
+    if (!s.ok()) return s;
+  }
+  absl::StatusOr<int64_t> pool = KvPoolBytes(args.Get("--kv-cache-memory").value_or("0.2"));
+  if (!pool.ok()) return pool.status();
+  f.pool_bytes = *pool;
+  f.pool_given = args.Has("--kv-cache-memory");
+  absl::StatusOr<kernels::DType> kv_type = KvTypeArg(args);
+  if (!kv_type.ok()) return kv_type.status();
+  f.kv_type = *kv_type;
+  return f;
+}
+
+absl::StatusOr<EngineConfig> EngineConfigFor(const EngineFlags& f, const Transformer& model) {
+  constexpr int64_t kBlock = 16;
+  int64_t pool = f.pool_bytes;
+  if (!f.pool_given) {  // the default: no more than the sequences can use
+    pool = std::min(pool, f.max_seqs * model.config().context * KvBytesPerToken(model, f.kv_type));
+  }
+  absl::StatusOr<int64_t> blocks = KvBlocksFor(model, pool, kBlock, f.kv_type, /*print=*/true);
+  if (!blocks.ok()) return blocks.status();
+  return EngineConfig{.kv_blocks = *blocks, .block_size = kBlock,
+                      .max_batch_tokens = f.max_batch_tokens, .max_seqs = f.max_seqs,
+                      .kv_type = f.kv_type};
 }
 
 absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, double timeout_s,

@@ -13,32 +13,22 @@
 #include "parallel/replica.h"
 #include "parallel/topology.h"
 #include "absl/strings/string_view.h"
+#include "runtime/engine/engine.h"
 #include "runtime/engine/transformer.h"
 #include "runtime/model/model_source.h"
+#include "runtime/tokenizer/prompt.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tools/cli/args.h"
 
 namespace tessera::cli {
 
-// The tokenizer of a GGUF file (its metadata) or a Hugging Face folder (tokenizer.json).
-absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const ModelSource& model);
+using tokenizer::LoadTokenizer;
 
 // Vocabulary size, kind, special tokens, pre-tokenizer and chat format, as JSON.
 nlohmann::json TokenizerSummary(const tokenizer::Tokenizer& tok);
 
-// The ids of a prompt. `chat`: `text` is a user message formatted with the model's chat
-// template (ChatML or Llama 3): the template's markers become special tokens, BOS where
-// the template writes it. Otherwise BOS/EOS as the model's metadata says. Special tokens
-// typed in `text` are ordinary text unless `parse_special` (trusted input only).
-absl::StatusOr<std::vector<int32_t>> EncodePrompt(const tokenizer::Tokenizer& tok,
-                                                  const std::string& text, bool chat,
-                                                  bool parse_special);
-
-// The ids of a chat (role, content messages) formatted with the model's chat template,
-// ending with the assistant's generation prompt.
-absl::StatusOr<std::vector<int32_t>> EncodeMessages(const tokenizer::Tokenizer& tok,
-                                                    std::span<const tokenizer::ChatMessage> messages,
-                                                    bool parse_special);
+using tokenizer::EncodeMessages;
+using tokenizer::EncodePrompt;
 
 // --kv-cache-memory: bytes ("1073741824", "512M", "4G") or, with a decimal point, a
 // fraction of the memory available now ("0.5").
@@ -53,6 +43,26 @@ int64_t KvBytesPerToken(const Transformer& model, kernels::DType kv_type);
 // model's context).
 absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes,
                                     int64_t block_size, kernels::DType kv_type, bool print);
+
+// Bounds of --tp/--ep and of --timeout (seconds a collective waits for a peer): a
+// millisecond at least (0 or less would fail every collective at once), a day at most (a
+// peer still loading a large model is slow, not dead).
+inline constexpr int kMaxRanks = 1 << 16;
+inline constexpr double kMinTimeoutS = 1e-3, kMaxTimeoutS = 86400;
+
+// The engine flags of the commands that serve many requests (batch, serve, worker):
+// --max-seqs, --max-batch-tokens, --kv-cache-memory and --kv-type.
+std::vector<FlagSpec> EngineFlagSpecs(int64_t default_max_seqs);
+struct EngineFlags {
+  int64_t max_seqs = 16, max_batch_tokens = 512;
+  int64_t pool_bytes = 0;   // --kv-cache-memory
+  bool pool_given = false;  // else the pool is capped at what max_seqs full contexts need
+  kernels::DType kv_type = kernels::DType::kF16;
+};
+// Checks the flags (before the model loads).
+absl::StatusOr<EngineFlags> ParseEngineFlags(const Args& args, int64_t default_max_seqs);
+// The engine's configuration for `model`; prints the KV start line.
+absl::StatusOr<EngineConfig> EngineConfigFor(const EngineFlags& flags, const Transformer& model);
 
 // One rank's part of a replica: the model file, the replica it joined and its shard of
 // the weights. Declared so that the model goes first (it borrows the communicators).

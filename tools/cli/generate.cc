@@ -20,11 +20,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int kMaxRanks = 1 << 16;
-// --timeout: a millisecond at least (0 or less would fail every collective at once), a day
-// at most (a peer still loading a large model is slow, not dead).
-constexpr double kMinTimeoutS = 1e-3, kMaxTimeoutS = 86400;
-
 const std::vector<FlagSpec> kFlags = {
     {"--model", "-m", true, "model: .gguf file, Hugging Face folder or alias"},
     {"--prompt", "-p", true, "the prompt text"},

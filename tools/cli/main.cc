@@ -17,6 +17,10 @@ commands:
   generate -m MODEL -p PROMPT      generate text (--chat, --json, sampling flags)
   batch -m MODEL -i IN -o OUT      run a JSONL file of requests through the scheduler
   bench -m MODEL                   prefill/decode tokens/s and memory bandwidth
+  serve -m MODEL [--listen ADDR]   gRPC server: a coordinator and a replica in one process
+  coordinator -m MODEL             gRPC coordinator (tokenizer only); workers dial it
+  worker -m MODEL --coordinator A  a replica (rank 0 of an mpirun world) of a coordinator
+  client CMD --server ADDR         gRPC client: generate, chat, tokenize, models, health
 
 MODEL is a .gguf file, a Hugging Face directory (config.json + *.safetensors, or only
 tokenizer.json), or an alias fetched by deploy/fetch-model.sh (smollm2-135m-instruct,
@@ -36,6 +40,10 @@ int main(int argc, char** argv) {
   if (cmd == "generate") return tessera::cli::GenerateMain(argc - 2, argv + 2);
   if (cmd == "batch") return tessera::cli::BatchMain(argc - 2, argv + 2);
   if (cmd == "bench") return tessera::cli::BenchMain(argc - 2, argv + 2);
+  if (cmd == "serve") return tessera::cli::ServeMain(argc - 2, argv + 2);
+  if (cmd == "coordinator") return tessera::cli::CoordinatorMain(argc - 2, argv + 2);
+  if (cmd == "worker") return tessera::cli::WorkerMain(argc - 2, argv + 2);
+  if (cmd == "client") return tessera::cli::ClientMain(argc - 2, argv + 2);
   std::fprintf(stderr, "tessera: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -1,0 +1,35 @@
+#include "runtime/tokenizer/prompt.h"
+
+namespace tessera::tokenizer {
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const ModelSource& model) {
+  switch (model.format()) {
+    case ModelSource::Format::kGguf: return Tokenizer::FromGguf(*model.gguf());
+    case ModelSource::Format::kHfDir: return Tokenizer::FromHfDir(model.path());
+  }
+  return absl::InternalError("unknown model format");
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tok,
+                                                  const std::string& text, bool chat,
+                                                  bool parse_special) {
+  if (!chat) return tok.Encode(text, {.add_special = true, .parse_special = parse_special});
+  const ChatMessage msg{"user", text};
+  return EncodeMessages(tok, {&msg, 1}, parse_special);
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
+                                                    std::span<const ChatMessage> messages,
+                                                    bool parse_special) {
+  const std::optional<ChatFormat> format = DetectChatFormat(tok);
+  if (!format) {
+    return absl::InvalidArgumentError(
+        "chat: the model has no chat template Tessera knows (ChatML or Llama 3)");
+  }
+  return EncodeChat(tok, *format, messages,
+                    {.add_generation_prompt = true,
+                     .default_system = DefaultSystemMessage(tok),
+                     .parse_special_in_content = parse_special});
+}
+
+}  // namespace tessera::tokenizer

@@ -1,0 +1,34 @@
+// A model's tokenizer and the token ids of a prompt (raw text or a chat), as every
+// front end (the CLI, the gRPC coordinator) builds them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/model/model_source.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace tessera::tokenizer {
+
+// The tokenizer of a GGUF file (its metadata) or a Hugging Face folder (tokenizer.json).
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const ModelSource& model);
+
+// The ids of a prompt. `chat`: `text` is a user message formatted with the model's chat
+// template (ChatML or Llama 3): the template's markers become special tokens, BOS where
+// the template writes it. Otherwise BOS/EOS as the model's metadata says. Special tokens
+// typed in `text` are ordinary text unless `parse_special` (trusted input only).
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tok,
+                                                  const std::string& text, bool chat,
+                                                  bool parse_special);
+
+// The ids of a chat (role, content messages) formatted with the model's chat template,
+// ending with the assistant's generation prompt.
+absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
+                                                    std::span<const ChatMessage> messages,
+                                                    bool parse_special);
+
+}  // namespace tessera::tokenizer
