@@ -24,24 +24,25 @@ deploy/fetch-model.sh smollm2-135m-instruct >/dev/null
 model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 tessera=build/release/bin/tessera
 if [[ ! -x "$llama_dir/build/bin/llama-server" ]]; then
-  cmake -B "$llama_dir/build" -DLLAMA_BUILD_SERVER=ON >/dev/null
+  cmake -S "$llama_dir/llama.cpp" -B "$llama_dir/build" -DLLAMA_BUILD_SERVER=ON >/dev/null
   cmake --build "$llama_dir/build" -j2 --target llama-server
 fi
 
 out=$(mktemp -d)
 pids=()
+# CPU time the hypervisor took from this VM during the run ("steal"), from /proc/stat.
+head -1 /proc/stat > "$out/stat-start"
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$out"; }
 trap cleanup EXIT
 export TESSERA_THREADS=2
-# start NAME LOG COMMAND...: runs a server in the background; prints its address.
+# start LOG COMMAND...: runs a server in the background and sets $addr to where it listens.
 start() {
   local log=$1; shift
-  "$@" 2> "$log" &
+  "$@" > /dev/null 2> "$log" &
   pids+=($!)
   for _ in $(seq 1200); do
-    local addr
     addr=$(sed -n 's/.*listening on \([^;]*\);.*/\1/p' "$log")
-    if [[ -n "$addr" ]]; then echo "$addr"; return; fi
+    if [[ -n "$addr" ]]; then return; fi
     sleep 0.1
   done
   cat "$log" >&2
@@ -53,7 +54,7 @@ echo "tessera: prefill of 128 tokens (tessera bench -c 1 -p 128)" >&2
 "$tessera" bench -m "$model" -c 1 -p 128 -n 2 -t 2 -r 5 --json > "$out/prefill.json"
 
 echo "tessera: tessera serve + tessera bench serve -c 1,4,16" >&2
-addr=$(start "$out/serve.log" "$tessera" serve -m "$model" --listen 127.0.0.1:0 --max-seqs 16)
+start "$out/serve.log" "$tessera" serve -m "$model" --listen 127.0.0.1:0 --max-seqs 16
 "$tessera" bench serve --server "$addr" -c 1,4,16 --input-len 128 --output-len 64 --json \
   > "$out/serve.json"
 "$tessera" bench serve --server "$addr" -c 1 -n 32 --input-len 128 --output-len 64 --json \
@@ -61,8 +62,8 @@ addr=$(start "$out/serve.log" "$tessera" serve -m "$model" --listen 127.0.0.1:0 
 stop_all
 
 echo "tessera: tessera coordinator + tessera worker, bench serve -c 1" >&2
-addr=$(start "$out/coord.log" "$tessera" coordinator -m "$model" --listen 127.0.0.1:0)
-"$tessera" worker -m "$model" --coordinator "$addr" --max-seqs 16 2> "$out/worker.log" &
+start "$out/coord.log" "$tessera" coordinator -m "$model" --listen 127.0.0.1:0
+"$tessera" worker -m "$model" --coordinator "$addr" --max-seqs 16 > /dev/null 2> "$out/worker.log" &
 pids+=($!)
 for _ in $(seq 600); do grep -q "registered as" "$out/worker.log" && break; sleep 0.1; done
 grep -q "registered as" "$out/worker.log" || { cat "$out/worker.log" >&2; die "the worker did not register"; }
@@ -90,6 +91,7 @@ PY
   --output-len 64 --vocab 49152 > "$out/llama.json"
 stop_all
 
+head -1 /proc/stat > "$out/stat-end"
 section=$("$TESSERA_PYTHON" - "$out" "$version" <<'PY'
 import json, os, subprocess, sys
 out, version = sys.argv[1], sys.argv[2]
@@ -98,9 +100,14 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 ours, llama = load("serve.json")["results"], load("llama.json")["results"]
 prefill = load("prefill.json")["results"][0]["aggregate_prefill_tokens_per_s"]
 emb, rem = load("embedded-c1.json")["results"][0], load("remote-c1.json")["results"][0]
+# /proc/stat's cpu line: user nice system idle iowait irq softirq steal ...
+t0, t1 = ([int(x) for x in open(os.path.join(out, f)).read().split()[1:9]] for f in ("stat-start", "stat-end"))
+d = [b - a for a, b in zip(t0, t1)]
+steal = 100.0 * d[7] / max(1, sum(d))
 print("## Serving over gRPC\n")
 print(f"Made by `bench/serve.sh` on {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
-      "server and load generator share the machine. SmolLM2-135M-Instruct Q4_1, 2 threads, "
+      f"server and load generator share the machine; the hypervisor took {steal:.0f}% of the CPU time "
+      "during the run (steal, /proc/stat). SmolLM2-135M-Instruct Q4_1, 2 threads, "
       "128 random prompt tokens and 64 generated tokens (ignore_eos) per request, 4 x the "
       "concurrency requests per level (at least 8) after 2 warm-up requests. Tessera: "
       "`tessera serve --max-seqs 16` driven by `tessera bench serve`; llama.cpp: `llama-server "

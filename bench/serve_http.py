@@ -63,7 +63,7 @@ def stats(v):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
-    ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("-c", "--concurrency", default="1,4,16")
     ap.add_argument("--input-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--requests", type=int, default=0)

@@ -66,6 +66,7 @@ struct ReplicaConn {
   // Guarded by State::mu.
   std::map<uint64_t, std::shared_ptr<Pending>> pending;
   int64_t outstanding = 0;
+  uint64_t last_routed = 0;  // State::routed when a request last went here (ties: oldest wins)
   v1::Load load;
 
   bool Send(const v1::CoordinatorMessage& m) {
@@ -96,6 +97,7 @@ struct Coordinator::State {
   std::map<std::string, std::string> sessions;  // session key -> replica name
   std::deque<std::string> session_order;        // oldest first, to bound `sessions`
   int64_t inflight = 0;
+  uint64_t routed = 0;
   uint64_t next_id = 1;
   int64_t next_replica = 1;
   grpc::Server* server = nullptr;
@@ -110,23 +112,28 @@ struct Coordinator::State {
     }
   }
 
-  // mu held. The replica for a new request of `tokens` tokens.
+  // mu held. The replica for a new request: its session's, else the one with the least
+  // outstanding tokens (on a tie, the one that least recently got a request).
   std::shared_ptr<ReplicaConn> Route(const std::string& session_key) {
     if (!session_key.empty()) {
       auto it = sessions.find(session_key);
       if (it != sessions.end()) {
         for (const auto& r : replicas) {
-          if (r->name == it->second) return r;
+          if (r->name == it->second) {
+            r->last_routed = ++routed;
+            return r;
+          }
         }
       }
     }
     std::shared_ptr<ReplicaConn> best;
     for (const auto& r : replicas) {
       if (!best || r->outstanding < best->outstanding ||
-          (r->outstanding == best->outstanding && r->pending.size() < best->pending.size())) {
+          (r->outstanding == best->outstanding && r->last_routed < best->last_routed)) {
         best = r;
       }
     }
+    if (best) best->last_routed = ++routed;
     if (best && !session_key.empty()) {
       if (sessions.insert_or_assign(session_key, best->name).second) {
         session_order.push_back(session_key);

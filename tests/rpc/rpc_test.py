@@ -349,20 +349,38 @@ class CoordinatorTest(unittest.TestCase):
                 self.assertEqual(len(c.model_info().replicas), 2)
                 prompts = [f"Say something about {w}." for w in
                            ["cats", "dogs", "rain", "tea", "maps", "ice", "salt", "wind"]]
-                refs = {p: generate(p, "-n", "12")["ids"] for p in prompts[:3]}
+                refs = {p: generate(p, "-n", "12") for p in prompts[:3]}
+                # 32 at once: text, chat and token ids from the Python client, text from the
+                # C++ client.
                 inputs = [dict(prompt=p) for p in prompts] + \
-                         [dict(messages=[{"role": "user", "content": p}]) for p in prompts]
-                with concurrent.futures.ThreadPoolExecutor(16) as ex:
+                         [dict(messages=[{"role": "user", "content": p}]) for p in prompts] + \
+                         [dict(token_ids=refs[prompts[i % 3]]["prompt_ids"]) for i in range(8)]
+                def cpp(p):
+                    r = subprocess.run([TESSERA, "client", "generate", "--server", addr, "-p", p,
+                                        "-n", "12", "--json"], capture_output=True, text=True,
+                                       timeout=300)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    return json.loads(r.stdout)
+                with concurrent.futures.ThreadPoolExecutor(32) as ex:
+                    from_cpp = [ex.submit(cpp, p) for p in prompts]
                     results = list(ex.map(lambda kw: c.generate(max_tokens=12, **kw), inputs))
-                self.assertEqual({r.replica.split("@")[0] for r in results}, {"replica-1", "replica-2"})
-                for p in prompts[:3]:
-                    self.assertEqual(results[prompts.index(p)].ids, refs[p])
+                    from_cpp = [f.result() for f in from_cpp]
+                replicas = {r.replica.split("@")[0] for r in results} | \
+                           {r["replica"].split("@")[0] for r in from_cpp}
+                self.assertEqual(replicas, {"replica-1", "replica-2"})
+                for i, p in enumerate(prompts[:3]):
+                    self.assertEqual(results[i].ids, refs[p]["ids"])
+                    self.assertEqual(from_cpp[i]["ids"], refs[p]["ids"])
+                for i in range(8):
+                    self.assertEqual(results[16 + i].ids, refs[prompts[i % 3]]["ids"])
+                self.assertGreater(len({tuple(r.ids) for r in results[8:16]}), 1)
                 # The same request gives the same tokens on either replica (tp 1 and tp 2).
                 by_replica = {}
                 for i in range(6):
                     r = c.generate(prompts[0], max_tokens=12, session_key=f"s{i}")
                     by_replica.setdefault(r.replica, r.ids)
-                    self.assertEqual(r.ids, refs[prompts[0]])
+                    self.assertEqual(r.ids, refs[prompts[0]]["ids"])
+                self.assertEqual(len(by_replica), 2)  # one at a time: ties alternate
                 # A session key pins a session to one replica.
                 seen = {c.generate("Hi", max_tokens=2, session_key="pinned").replica for _ in range(4)}
                 self.assertEqual(len(seen), 1)
