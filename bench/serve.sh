@@ -50,28 +50,16 @@ start() {
 }
 stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; pids=(); }
 
-echo "tessera: prefill of 128 tokens (tessera bench -c 1 -p 128)" >&2
-"$tessera" bench -m "$model" -c 1 -p 128 -n 2 -t 2 -r 5 --json > "$out/prefill.json"
-
-echo "tessera: tessera serve + tessera bench serve -c 1,4,16" >&2
+# Every server runs from the start, and the runs alternate between them level by level:
+# on a VM whose share of the CPU drifts (steal), back-to-back runs compare fairly.
 start "$out/serve.log" "$tessera" serve -m "$model" --listen 127.0.0.1:0 --max-seqs 16
-"$tessera" bench serve --server "$addr" -c 1,4,16 --input-len 128 --output-len 64 --json \
-  > "$out/serve.json"
-"$tessera" bench serve --server "$addr" -c 1 -n 32 --input-len 128 --output-len 64 --json \
-  > "$out/embedded-c1.json"
-stop_all
-
-echo "tessera: tessera coordinator + tessera worker, bench serve -c 1" >&2
+embedded=$addr
 start "$out/coord.log" "$tessera" coordinator -m "$model" --listen 127.0.0.1:0
-"$tessera" worker -m "$model" --coordinator "$addr" --max-seqs 16 > /dev/null 2> "$out/worker.log" &
+remote=$addr
+"$tessera" worker -m "$model" --coordinator "$remote" --max-seqs 16 > /dev/null 2> "$out/worker.log" &
 pids+=($!)
 for _ in $(seq 600); do grep -q "registered as" "$out/worker.log" && break; sleep 0.1; done
 grep -q "registered as" "$out/worker.log" || { cat "$out/worker.log" >&2; die "the worker did not register"; }
-"$tessera" bench serve --server "$addr" -c 1 -n 32 --input-len 128 --output-len 64 --json \
-  > "$out/remote-c1.json"
-stop_all
-
-echo "llama.cpp: llama-server --parallel 16 + bench/serve_http.py -c 1,4,16" >&2
 port=$("$TESSERA_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$llama_dir/build/bin/llama-server" -m "$model" -t 2 -tb 2 --parallel 16 -c 4096 \
   --host 127.0.0.1 --port "$port" > "$out/llama-server.log" 2>&1 &
@@ -87,8 +75,20 @@ for _ in range(600):
     time.sleep(0.1)
 sys.exit(1)
 PY
-"$TESSERA_PYTHON" bench/serve_http.py "http://127.0.0.1:$port" -c 1,4,16 --input-len 128 \
-  --output-len 64 --vocab 49152 > "$out/llama.json"
+
+for c in 1 4 16; do
+  echo "concurrency $c: tessera bench serve (tessera serve), bench/serve_http.py (llama-server)" >&2
+  "$tessera" bench serve --server "$embedded" -c "$c" --input-len 128 --output-len 64 --json \
+    > "$out/serve-$c.json"
+  "$TESSERA_PYTHON" bench/serve_http.py "http://127.0.0.1:$port" -c "$c" --input-len 128 \
+    --output-len 64 --vocab 49152 > "$out/llama-$c.json"
+done
+echo "tessera: prefill of 128 tokens (tessera bench -c 1 -p 128); embedded vs coordinator + worker" >&2
+"$tessera" bench -m "$model" -c 1 -p 128 -n 2 -t 2 -r 5 --json > "$out/prefill.json"
+for where in embedded remote; do
+  "$tessera" bench serve --server "${!where}" -c 1 -n 32 --input-len 128 --output-len 64 --json \
+    > "$out/$where-c1.json"
+done
 stop_all
 
 head -1 /proc/stat > "$out/stat-end"
@@ -97,9 +97,10 @@ import json, os, subprocess, sys
 out, version = sys.argv[1], sys.argv[2]
 load = lambda n: json.load(open(os.path.join(out, n)))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-ours, llama = load("serve.json")["results"], load("llama.json")["results"]
+ours = [load(f"serve-{c}.json")["results"][0] for c in (1, 4, 16)]
+llama = [load(f"llama-{c}.json")["results"][0] for c in (1, 4, 16)]
 prefill = load("prefill.json")["results"][0]["aggregate_prefill_tokens_per_s"]
-emb, rem = load("embedded-c1.json")["results"][0], load("remote-c1.json")["results"][0]
+emb, rem = load("embedded-c1.json")["results"][0], load("remote-c1.json")["results"][0]  # back to back
 # /proc/stat's cpu line: user nice system idle iowait irq softirq steal ...
 t0, t1 = ([int(x) for x in open(os.path.join(out, f)).read().split()[1:9]] for f in ("stat-start", "stat-end"))
 d = [b - a for a, b in zip(t0, t1)]
@@ -109,7 +110,8 @@ print(f"Made by `bench/serve.sh` on {cpu}, {subprocess.run(['nproc'], capture_ou
       f"server and load generator share the machine; the hypervisor took {steal:.0f}% of the CPU time "
       "during the run (steal, /proc/stat). SmolLM2-135M-Instruct Q4_1, 2 threads, "
       "128 random prompt tokens and 64 generated tokens (ignore_eos) per request, 4 x the "
-      "concurrency requests per level (at least 8) after 2 warm-up requests. Tessera: "
+      "concurrency requests per level (at least 8) after 2 warm-up requests; the Tessera and "
+      "llama-server runs of a level are back to back. Tessera: "
       "`tessera serve --max-seqs 16` driven by `tessera bench serve`; llama.cpp: `llama-server "
       f"--parallel 16 -c 4096` (llama-cpp-python=={version}'s llama.cpp) driven by "
       "`bench/serve_http.py` (HTTP, server-sent events) with the same load shape.\n")
