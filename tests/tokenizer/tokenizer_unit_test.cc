@@ -1,6 +1,8 @@
 // Unit tests: streaming decode, round trips, special-token parsing, chat templates, and
 // malformed GGUF / tokenizer.json input (errors, never crashes). Uses only files in the
 // repository (tests/data/tokenizers) and GGUFs built in memory.
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -370,7 +372,12 @@ class HfJsonTest : public ::testing::Test {
  protected:
   absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& json,
                                                   const std::string& config = "") {
-    const std::string dir = ::testing::TempDir() + "/tok_" + std::to_string(n_++);
+    // ctest runs each test in its own process, several at once: the pid and the test's name
+    // keep their folders apart.
+    const std::string dir = ::testing::TempDir() + "/tok_" + std::to_string(getpid()) + "_" +
+                            ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+                            "_" + std::to_string(n_++);
+    std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     std::ofstream(dir + "/tokenizer.json") << json;
     if (!config.empty()) std::ofstream(dir + "/tokenizer_config.json") << config;
