@@ -1,6 +1,6 @@
 """Many requests at once with asyncio: the server batches them into the same steps.
 
-usage: python concurrent.py [ADDR] [N]
+usage: python many_requests.py [ADDR] [N]
 """
 import asyncio
 import sys
