@@ -193,11 +193,7 @@ absl::StatusOr<GenerateSpec> ToGenerateSpec(const v1::GenerateRequest& r,
     }
     sp.stop_tokens.push_back(id);
   }
-  if (!r.ignore_eos()) {
-    for (std::optional<int32_t> id : {tok.eos_id(), tok.eot_id()}) {
-      if (id) sp.stop_tokens.push_back(*id);
-    }
-  }
+  if (!r.ignore_eos()) tokenizer::AppendEndIds(tok, sp.stop_tokens);
   if (r.has_logprobs()) {
     if (r.logprobs() < 0 || r.logprobs() > limits.max_logprobs) {
       return Bad("logprobs", absl::StrCat(r.logprobs(), " is outside [0, ", limits.max_logprobs, "]"));

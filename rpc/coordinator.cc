@@ -599,11 +599,4 @@ void Coordinator::Shutdown() {
   for (auto& p : open) p->Notify([&] { p->lost = s; });
 }
 
-const ModelIdentity& Coordinator::model() const { return state_->model; }
-
-int Coordinator::replicas() const {
-  std::lock_guard<std::mutex> l(state_->mu);
-  return static_cast<int>(state_->replicas.size());
-}
-
 }  // namespace tessera::rpc

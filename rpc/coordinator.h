@@ -52,9 +52,6 @@ class Coordinator {
   // can shut down.
   void Shutdown();
 
-  const ModelIdentity& model() const;
-  int replicas() const;  // connected now
-
   struct State;  // coordinator.cc
 
  private:

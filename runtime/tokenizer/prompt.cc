@@ -32,4 +32,10 @@ absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
                      .parse_special_in_content = parse_special});
 }
 
+void AppendEndIds(const Tokenizer& tok, std::vector<int32_t>& stop_tokens) {
+  for (std::optional<int32_t> id : {tok.eos_id(), tok.eot_id()}) {
+    if (id) stop_tokens.push_back(*id);
+  }
+}
+
 }  // namespace tessera::tokenizer

@@ -31,4 +31,8 @@ absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
                                                     std::span<const ChatMessage> messages,
                                                     bool parse_special);
 
+// Appends the ids that end the model's turn (EOS, and EOT where the vocabulary has one) to
+// `stop_tokens`: generation stops at them unless a request says otherwise.
+void AppendEndIds(const Tokenizer& tok, std::vector<int32_t>& stop_tokens);
+
 }  // namespace tessera::tokenizer

@@ -216,9 +216,7 @@ absl::StatusOr<Item> ParseItem(const json& j, const tokenizer::Tokenizer& tok,
     if (!ids.ok()) return ids.status();
     sp.stop_tokens = *std::move(ids);
   }
-  for (std::optional<int32_t> id : {tok.eos_id(), tok.eot_id()}) {
-    if (id) sp.stop_tokens.push_back(*id);
-  }
+  tokenizer::AppendEndIds(tok, sp.stop_tokens);
   return item;
 }
 

@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -96,16 +97,6 @@ json Stats(std::vector<double> v) {
   for (double x : v) sum += x;
   return {{"mean_ms", sum / static_cast<double>(v.size()) * 1e3}, {"p50_ms", pct(50)},
           {"p90_ms", pct(90)}, {"p99_ms", pct(99)}};
-}
-
-const char* CodeName(int code) {
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  return code >= 0 && code < 17 ? kNames[code] : "?";
 }
 
 absl::StatusOr<std::vector<std::string>> ReadPrompts(const std::string& path) {
@@ -238,7 +229,7 @@ int BenchServeMain(int argc, char** argv) {
     for (const Sample& s : samples) {
       tokens += s.tokens;
       if (!s.ok) {
-        ++errors[CodeName(s.code)];
+        ++errors[absl::StatusCodeToString(static_cast<absl::StatusCode>(s.code))];
         continue;
       }
       ++ok;

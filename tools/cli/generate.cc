@@ -153,9 +153,7 @@ int GenerateMain(int argc, char** argv) {
                                    args->Has("--parse-special"));
     if (!prompt_ids.ok()) return fail(prompt_ids.status());
     prompt = *std::move(prompt_ids);
-    for (std::optional<int32_t> id : {tok->eos_id(), tok->eot_id()}) {
-      if (id) sp.stop_tokens.push_back(*id);
-    }
+    tokenizer::AppendEndIds(*tok, sp.stop_tokens);
     tokenizer::IncrementalDecoder stream(*tok);
     opts.world = world;
     if (!as_json) {

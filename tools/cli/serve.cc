@@ -120,14 +120,14 @@ absl::StatusOr<rpc::ModelIdentity> Identify(const Args& args, const ModelSource&
   return rpc::IdentifyModel(source, args.Get("--model-name").value_or(""));
 }
 
-void PrintUsage(const Args* args, const char* usage, const std::vector<FlagSpec>& flags) {
-  const bool help = args != nullptr && args->Has("--help");
+void PrintUsage(const Args& args, const char* usage, const std::vector<FlagSpec>& flags) {
+  const bool help = args.Has("--help");
   std::fprintf(help ? stdout : stderr, "usage: %s\n%s", usage, FlagHelp(flags).c_str());
 }
 
 // Rank 0 of a replica: the engine, served through `channel` (a coordinator's address, or
 // the in-process coordinator's channel). Returns the exit code.
-int RunReplica(const char* cmd, const Args& args, const LoadedReplica& loaded,
+int RunReplica(const char* cmd, const LoadedReplica& loaded,
                const EngineConfig& config, const rpc::ModelIdentity& model, int tp, int ep,
                const std::function<std::shared_ptr<grpc::Channel>()>& channel,
                Listening* listening) {
@@ -157,7 +157,7 @@ int ReplicaMain(const char* cmd, bool embedded, int argc, char** argv) {
   if (!args.ok()) return Fail(cmd, args.status());
   if (args->Has("--help") || !args->Has("--model") || !args->positional().empty() ||
       (!embedded && !args->Has("--coordinator"))) {
-    PrintUsage(&*args, usage, flags);
+    PrintUsage(*args, usage, flags);
     return args->Has("--help") ? 0 : 2;
   }
   int tp = 1, ep = 1;
@@ -196,7 +196,7 @@ int ReplicaMain(const char* cmd, bool embedded, int argc, char** argv) {
       return fail(absl::UnavailableError(absl::StrCat(
           "--coordinator ", addr, ": cannot connect (waited ", kConnectTimeout.count(), " s)")));
     }
-    return RunReplica(cmd, *args, *loaded, *config, *model, tp, ep, [&] { return channel; },
+    return RunReplica(cmd, *loaded, *config, *model, tp, ep, [&] { return channel; },
                       nullptr);
   }
   auto tok = LoadModelTokenizer(*loaded->source, *loaded->model);
@@ -210,7 +210,7 @@ int ReplicaMain(const char* cmd, bool embedded, int argc, char** argv) {
                model->context, tp, ep, static_cast<long long>(config->kv_blocks),
                static_cast<long long>(config->block_size));
   std::fflush(stderr);
-  return RunReplica(cmd, *args, *loaded, *config, *model, tp, ep, [&] {
+  return RunReplica(cmd, *loaded, *config, *model, tp, ep, [&] {
     grpc::ChannelArguments ch;
     ch.SetMaxReceiveMessageSize(kMaxMessageBytes);
     return listening->server->InProcessChannel(ch);
@@ -231,7 +231,7 @@ int CoordinatorMain(int argc, char** argv) {
   auto args = Args::Parse(flags, argc, argv, 0);
   if (!args.ok()) return Fail("coordinator", args.status());
   if (args->Has("--help") || !args->Has("--model") || !args->positional().empty()) {
-    PrintUsage(&*args, usage, flags);
+    PrintUsage(*args, usage, flags);
     return args->Has("--help") ? 0 : 2;
   }
   CatchStopSignals();
