@@ -14,9 +14,13 @@
 // Key p is visible to the query at position P iff p <= P and (window == 0 or P - p <
 // window). Query head h reads KV head h / (Hq/Hkv). Softmax in f32, online (blockwise).
 //
-// Work is split over (sequence, KV head, block of 16 query rows) on the default thread pool,
-// so decode of many sequences uses every thread and each item reads its K/V once for all
-// the query heads that share it. Shapes and tables are CHECKed (the engine builds them).
+// Work is split over (sequence, block of 16 query rows) on the current thread pool; each
+// item reads whole cache rows (every KV head, contiguous memory) once for all query heads.
+// A sequence's keys are cut into 64-position splits merged by log-sum-exp, and when a step
+// has too few items to keep the threads busy (one long decode, say) the splits run in
+// parallel. A row's output depends only on its position and keys, bit for bit: not on the
+// batch, the thread count or how its prompt was chunked. Shapes and tables are CHECKed
+// (the engine builds them).
 #pragma once
 
 #include <cstdint>

@@ -13,7 +13,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/cpu/matmul_avx2_util.h"
+#include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace tessera::kernels::internal {

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "kernels/cpu/matmul_avx2_util.h"
+#include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace tessera::kernels::internal {

@@ -7,6 +7,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/cpu/check.h"
+#include "kernels/cpu/paged_attention_internal.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/dequant.h"
@@ -63,106 +64,215 @@ void WidenRow(float* out, const void* base, DType type, int64_t offset, int64_t 
   LoadFloatRow(out, static_cast<const uint8_t*>(base) + offset * Info(type).block_bytes, type, n);
 }
 
-// `rows` consecutive keys (or values) of one KV head as f32 rows `*stride` floats apart:
-// the cache itself when it is f32, else the rows widened into `buf` (rows * d floats).
-const float* HeadRows(const void* base, DType type, int64_t offset, int64_t rows, int64_t d,
-                      int64_t width, float* buf, int64_t* stride) {
-  if (type == DType::kF32) {
-    *stride = width;
-    return static_cast<const float*>(base) + offset;
+// One (sequence, block of up to kRows query rows) and the splits its rows see.
+struct Item {
+  int64_t seq, row0, rows;
+  int64_t split0, splits;  // splits [split0, split0 + splits) of kSplitKeys keys
+  int64_t lanes;           // rows * Hq
+  int64_t slot = 0;        // first stored partial (fanned-out items)
+};
+
+// Per-thread storage, kept between calls: the scratch of one split and two partials (the
+// fold and one split) of up to `lanes` lanes.
+struct Buffers {
+  std::vector<float> k, v, scores, fold, part;
+  void Reserve(const PagedKv& c, int64_t d, int64_t lanes) {
+    const int64_t block = c.block_size * c.kv_heads * d;
+    for (auto [vec, n] : {std::pair{&k, block}, {&v, block},
+                          {&scores, c.block_size + 8}, {&fold, lanes * (d + 2)},
+                          {&part, lanes * (d + 2)}}) {
+      if (static_cast<int64_t>(vec->size()) < n) vec->resize(n);
+    }
   }
-  for (int64_t r = 0; r < rows; ++r) WidenRow(buf + r * d, base, type, offset + r * width, d);
-  *stride = d;
+  internal::SplitScratch scratch() { return {k.data(), v.data(), scores.data()}; }
+};
+
+Buffers& ThreadBuffers(const PagedKv& c, int64_t d, int64_t lanes) {
+  thread_local Buffers buf;
+  buf.Reserve(c, d, lanes);
   return buf;
 }
 
-struct Item {
-  int64_t seq, kv_head, row0, rows;  // rows [row0, row0 + rows) of the sequence's queries
-};
+// A partial laid out as [m: lanes][l: lanes][acc: lanes * d] at `p`.
+internal::Partial At(float* p, int64_t lanes) { return {p, p + lanes, p + 2 * lanes}; }
+
+// into = fold(into, from): the log-sum-exp merge, lane by lane.
+void Combine(internal::Partial into, internal::Partial from, int64_t lanes, int64_t d) {
+  for (int64_t i = 0; i < lanes; ++i) {
+    if (from.l[i] == 0) continue;
+    float* acc = into.acc + i * d;
+    const float* add = from.acc + i * d;
+    if (into.l[i] == 0) {
+      into.m[i] = from.m[i], into.l[i] = from.l[i];
+      std::copy(add, add + d, acc);
+      continue;
+    }
+    const float m = std::max(into.m[i], from.m[i]);
+    const float a = std::exp(into.m[i] - m), b = std::exp(from.m[i] - m);
+    for (int64_t j = 0; j < d; ++j) acc[j] = acc[j] * a + add[j] * b;
+    into.l[i] = into.l[i] * a + from.l[i] * b;
+    into.m[i] = m;
+  }
+}
+
+void Clear(internal::Partial p, int64_t lanes, int64_t d) {
+  std::fill(p.m, p.m + lanes, kNegInf);
+  std::fill(p.l, p.l + lanes, 0.0f);
+  std::fill(p.acc, p.acc + lanes * d, 0.0f);
+}
 
 }  // namespace
+
+namespace internal {
+
+void AttendSplit(const SplitTask& t, Partial out, SplitScratch scratch) {
+  if (t.d % 8 == 0 && simd::HasAvx2()) return AttendSplitAvx2(t, out, scratch);
+  const PagedKv& c = *t.cache;
+  const int64_t d = t.d, width = c.kv_heads * d, bs = c.block_size;
+  Clear(out, t.rows * t.heads, d);
+  const int64_t p_last = t.first_position + t.rows - 1;
+  const int64_t lo_all =
+      std::max(t.k_begin, t.window > 0 ? t.first_position - t.window + 1 : int64_t{0});
+  const int64_t hi_all = std::min(t.k_end, p_last + 1);
+  float* sc = scratch.scores;
+  for (int64_t b = lo_all / bs; b * bs < hi_all; ++b) {
+    const int64_t kb0 = std::max(b * bs, lo_all), kb1 = std::min((b + 1) * bs, hi_all);
+    const int64_t at = t.blocks[b] * c.block_stride + (kb0 - b * bs) * width;
+    const float *kr, *vr;
+    const int64_t stride = width;
+    if (c.type == DType::kF32) {
+      kr = static_cast<const float*>(c.k) + at;
+      vr = static_cast<const float*>(c.v) + at;
+    } else {
+      WidenRow(scratch.k, c.k, c.type, at, (kb1 - kb0) * width);
+      WidenRow(scratch.v, c.v, c.type, at, (kb1 - kb0) * width);
+      kr = scratch.k, vr = scratch.v;
+    }
+    for (int64_t r = 0; r < t.rows; ++r) {
+      const int64_t pos = t.first_position + r;
+      const int64_t lo = std::max(kb0, t.window > 0 ? pos - t.window + 1 : int64_t{0});
+      const int64_t hi = std::min(kb1, pos + 1);
+      if (lo >= hi) continue;
+      const int64_t n = hi - lo;
+      for (int64_t h = 0; h < t.heads; ++h) {
+        const float* q = t.q + (r * t.heads + h) * d;
+        const float* k = kr + (lo - kb0) * stride + (h / t.group) * d;
+        const float* v = vr + (lo - kb0) * stride + (h / t.group) * d;
+        for (int64_t p = 0; p < n; ++p) sc[p] = t.scale * simd::Dot(q, k + p * stride, d);
+        const int64_t lane = r * t.heads + h;
+        float* acc = out.acc + lane * d;
+        const float bmax = *std::max_element(sc, sc + n);
+        if (bmax > out.m[lane]) {
+          if (out.l[lane] > 0) {
+            const float rescale = std::exp(out.m[lane] - bmax);
+            simd::Scale(acc, rescale, d);
+            out.l[lane] *= rescale;
+          }
+          out.m[lane] = bmax;
+        }
+        out.l[lane] += simd::ExpSubSum(sc, n, out.m[lane]);
+        for (int64_t p = 0; p < n; ++p) simd::Axpy(acc, sc[p], v + p * stride, d);
+      }
+    }
+  }
+}
+
+}  // namespace internal
 
 void PagedAttention(Tensor out, Tensor* lse, ConstTensor q, const PagedKv& c,
                     std::span<const PagedSeq> seqs, int64_t head_dim, int64_t window,
                     float scale) {
+  using internal::kSplitKeys;
   const Dims d = Check(out, lse, q, c, seqs, head_dim);
   std::vector<Item> items;
+  int64_t split_count = 0;
   for (int64_t i = 0; i < static_cast<int64_t>(seqs.size()); ++i) {
-    for (int64_t r0 = 0; r0 < seqs[i].q_len; r0 += kRows) {
-      for (int64_t h = 0; h < d.hkv; ++h) items.push_back({i, h, r0, std::min(kRows, seqs[i].q_len - r0)});
+    const PagedSeq& s = seqs[i];
+    for (int64_t r0 = 0; r0 < s.q_len; r0 += kRows) {
+      const int64_t rows = std::min(kRows, s.q_len - r0);
+      // Keys any row of the block can see: from the first row's window start to the last row.
+      const int64_t p_first = s.first_position + r0, p_last = p_first + rows - 1;
+      const int64_t k_lo = window > 0 ? std::max<int64_t>(0, p_first - window + 1) : 0;
+      const int64_t split0 = k_lo / kSplitKeys, splits = p_last / kSplitKeys - split0 + 1;
+      items.push_back({i, r0, rows, split0, splits, rows * d.hq});
+      split_count += splits;
     }
   }
-  ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t i0, int64_t i1) {
-    const int64_t lanes = kRows * d.group;  // (row, head) pairs of one item
-    std::vector<float> m(lanes), l(lanes), scores(c.block_size);
-    std::vector<float> kbuf, vbuf;  // one block of one KV head, widened (16-bit caches)
-    if (c.type != DType::kF32) {
-      kbuf.resize(c.block_size * d.d);
-      vbuf.resize(c.block_size * d.d);
+  auto task_of = [&](const Item& w, int64_t split) {
+    const PagedSeq& s = seqs[w.seq];
+    const int64_t k0 = (w.split0 + split) * kSplitKeys;
+    return internal::SplitTask{
+        .q = q.as<const float>() + (s.q_begin + w.row0) * d.hq * d.d,
+        .rows = w.rows, .heads = d.hq, .group = d.group, .d = d.d,
+        .first_position = s.first_position + w.row0,
+        .k_begin = k0, .k_end = std::min(k0 + kSplitKeys, s.kv_len),
+        .window = window, .scale = scale, .cache = &c, .blocks = s.blocks.data()};
+  };
+  auto finish = [&](const Item& w, internal::Partial f) {
+    const PagedSeq& s = seqs[w.seq];
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const int64_t row = s.q_begin + w.row0 + r;
+      for (int64_t head = 0; head < d.hq; ++head) {
+        const int64_t lane = r * d.hq + head;
+        float* o = out.as<float>() + row * d.hq * d.d + head * d.d;
+        const float* acc = f.acc + lane * d.d;
+        const float inv = f.l[lane] > 0 ? 1.0f / f.l[lane] : 0.0f;
+        for (int64_t j = 0; j < d.d; ++j) o[j] = acc[j] * inv;
+        if (lse != nullptr) {
+          lse->as<float>()[row * d.hq + head] = f.l[lane] > 0 ? f.m[lane] + std::log(f.l[lane]) : kNegInf;
+        }
+      }
     }
+  };
+  const int64_t max_lanes = kRows * d.hq, part_floats = max_lanes * (d.d + 2);
+  const int64_t n_items = static_cast<int64_t>(items.size());
+  // Too few items to keep every thread busy, and long key ranges: every split is its own
+  // task, stored, then folded per item. Otherwise each item folds its splits as it goes.
+  // The results are the same bits either way.
+  const bool fan_out = n_items < 4 * NumThreads() && split_count > n_items &&
+                       split_count * part_floats <= (int64_t{16} << 20);
+  if (!fan_out) {
+    ParallelFor(n_items, 1, [&](int64_t i0, int64_t i1) {
+      Buffers& buf = ThreadBuffers(c, d.d, max_lanes);
+      for (int64_t it = i0; it < i1; ++it) {
+        const Item& w = items[it];
+        const internal::Partial fold = At(buf.fold.data(), w.lanes), part = At(buf.part.data(), w.lanes);
+        Clear(fold, w.lanes, d.d);
+        for (int64_t sp = 0; sp < w.splits; ++sp) {
+          internal::AttendSplit(task_of(w, sp), part, buf.scratch());
+          Combine(fold, part, w.lanes, d.d);
+        }
+        finish(w, fold);
+      }
+    });
+    return;
+  }
+  std::vector<std::pair<int64_t, int64_t>> tasks;  // (item, split)
+  int64_t slot_floats = 0;
+  for (int64_t i = 0; i < n_items; ++i) {
+    items[i].slot = slot_floats;
+    slot_floats += items[i].splits * items[i].lanes * (d.d + 2);
+    for (int64_t sp = 0; sp < items[i].splits; ++sp) tasks.emplace_back(i, sp);
+  }
+  std::vector<float> parts(slot_floats);
+  auto part_of = [&](const Item& w, int64_t sp) {
+    return At(parts.data() + w.slot + sp * w.lanes * (d.d + 2), w.lanes);
+  };
+  ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t t0, int64_t t1) {
+    Buffers& buf = ThreadBuffers(c, d.d, 0);
+    for (int64_t t = t0; t < t1; ++t) {
+      const Item& w = items[tasks[t].first];
+      internal::AttendSplit(task_of(w, tasks[t].second), part_of(w, tasks[t].second), buf.scratch());
+    }
+  });
+  ParallelFor(n_items, 1, [&](int64_t i0, int64_t i1) {
+    Buffers& buf = ThreadBuffers(c, d.d, max_lanes);
     for (int64_t it = i0; it < i1; ++it) {
       const Item& w = items[it];
-      const PagedSeq& s = seqs[w.seq];
-      const int64_t n = w.rows * d.group;
-      std::fill(m.begin(), m.begin() + n, kNegInf);
-      std::fill(l.begin(), l.begin() + n, 0.0f);
-      auto acc_of = [&](int64_t r, int64_t g) {
-        return out.as<float>() + (s.q_begin + w.row0 + r) * d.hq * d.d + (w.kv_head * d.group + g) * d.d;
-      };
-      for (int64_t r = 0; r < w.rows; ++r) {
-        for (int64_t g = 0; g < d.group; ++g) std::fill(acc_of(r, g), acc_of(r, g) + d.d, 0.0f);
-      }
-      // Keys any row of the item can see: up to the last row's position, from the first
-      // row's window start.
-      const int64_t p_first = s.first_position + w.row0, p_last = p_first + w.rows - 1;
-      const int64_t k_lo = window > 0 ? std::max<int64_t>(0, p_first - window + 1) : 0;
-      for (int64_t b = k_lo / c.block_size; b * c.block_size <= p_last; ++b) {
-        const int64_t kb0 = b * c.block_size;
-        const int64_t kb1 = std::min({kb0 + c.block_size, s.kv_len, p_last + 1});
-        // Rows [kb0, kb1) of this block, for this KV head.
-        const int64_t at = s.blocks[b] * c.block_stride + w.kv_head * d.d;
-        int64_t ks = 0, vs = 0;
-        const float* kblock = HeadRows(c.k, c.type, at, kb1 - kb0, d.d, d.kv_width, kbuf.data(), &ks);
-        const float* vblock = HeadRows(c.v, c.type, at, kb1 - kb0, d.d, d.kv_width, vbuf.data(), &vs);
-        for (int64_t r = 0; r < w.rows; ++r) {
-          const int64_t pos = p_first + r;
-          const int64_t lo = std::max(kb0, window > 0 ? pos - window + 1 : int64_t{0});
-          const int64_t hi = std::min(kb1, pos + 1);
-          if (lo >= hi) continue;
-          for (int64_t g = 0; g < d.group; ++g) {
-            const float* qi =
-                q.as<const float>() + (s.q_begin + w.row0 + r) * d.hq * d.d + (w.kv_head * d.group + g) * d.d;
-            float bmax = kNegInf;
-            for (int64_t p = lo; p < hi; ++p) {
-              const float sc = scale * simd::Dot(qi, kblock + (p - kb0) * ks, d.d);
-              scores[p - lo] = sc;
-              bmax = std::max(bmax, sc);
-            }
-            const int64_t lane = r * d.group + g;
-            float* acc = acc_of(r, g);
-            if (bmax > m[lane]) {
-              const float rescale = std::exp(m[lane] - bmax);  // 0 on the first visible block
-              simd::Scale(acc, rescale, d.d);
-              l[lane] *= rescale;
-              m[lane] = bmax;
-            }
-            l[lane] += simd::ExpSubSum(scores.data(), hi - lo, m[lane]);
-            for (int64_t p = lo; p < hi; ++p) {
-              simd::Axpy(acc, scores[p - lo], vblock + (p - kb0) * vs, d.d);
-            }
-          }
-        }
-      }
-      for (int64_t r = 0; r < w.rows; ++r) {
-        for (int64_t g = 0; g < d.group; ++g) {
-          const int64_t lane = r * d.group + g;
-          if (l[lane] > 0) simd::Scale(acc_of(r, g), 1.0f / l[lane], d.d);
-          if (lse != nullptr) {
-            lse->as<float>()[(s.q_begin + w.row0 + r) * d.hq + w.kv_head * d.group + g] =
-                l[lane] > 0 ? m[lane] + std::log(l[lane]) : kNegInf;
-          }
-        }
-      }
+      const internal::Partial fold = At(buf.fold.data(), w.lanes);
+      Clear(fold, w.lanes, d.d);
+      for (int64_t sp = 0; sp < w.splits; ++sp) Combine(fold, part_of(w, sp), w.lanes, d.d);
+      finish(w, fold);
     }
   });
 }

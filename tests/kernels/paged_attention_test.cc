@@ -1,7 +1,9 @@
 // Batched paged attention against its reference (gather + AttentionReference): random
 // block tables, mixed decode tokens and prefill chunks (chunks that start mid-sequence
 // among them), sliding windows, GQA ratios 1/2/4/8 and odd head counts; f32, f16 and
-// bf16 caches.
+// bf16 caches; the AVX2 and the portable kernels. And the invariances the engine relies on:
+// a row's output is the same bits alone or batched, split over threads or not, and however
+// its prompt was chunked.
 #include "kernels/paged_attention.h"
 
 #include <gtest/gtest.h>
@@ -106,6 +108,24 @@ TEST(PagedAttentionTest, MatchesReference) {
     }
   }
   Compare({.hq = 3, .hkv = 3, .d = 8, .block = 1, .window = 0, .seqs = {{9, 4}, {3, 1}}}, 100);
+  // Long keys: many 64-key splits, merged by log-sum-exp (decode fans them out over threads).
+  Compare({.hq = 9, .hkv = 3, .d = 64, .block = 16, .window = 0, .seqs = {{2000, 1}}}, 101);
+  Compare({.hq = 9, .hkv = 3, .d = 64, .block = 16, .window = 700, .seqs = {{2000, 1}, {900, 20}}},
+          102);
+  Compare({.hq = 8, .hkv = 2, .d = 64, .block = 16, .window = 0, .seqs = {{1500, 1}},
+           .type = DType::kF16}, 103);
+}
+
+TEST(PagedAttentionTest, PortableKernelMatchesReference) {
+  simd::ForcePortableForTesting(true);
+  const std::vector<std::pair<int64_t, int64_t>> mix = {{1, 1}, {37, 1}, {50, 13}, {200, 40}, {700, 1}};
+  uint32_t seed = 200;
+  for (int64_t window : {int64_t{0}, int64_t{20}}) {
+    Compare({.hq = 8, .hkv = 2, .d = 32, .block = 16, .window = window, .seqs = mix}, seed++);
+    Compare({.hq = 9, .hkv = 3, .d = 24, .block = 5, .window = window, .seqs = mix,
+             .type = DType::kF16}, seed++);
+  }
+  simd::ForcePortableForTesting(false);
 }
 
 TEST(PagedAttentionTest, ManyDecodesEqualEachAlone) {
@@ -113,7 +133,7 @@ TEST(PagedAttentionTest, ManyDecodesEqualEachAlone) {
   std::mt19937 rng(5);
   const int64_t hq = 8, hkv = 2, d = 64, block = 16, width = hkv * d;
   std::vector<int64_t> lens(24);
-  for (auto& n : lens) n = 1 + static_cast<int64_t>(rng() % 400);
+  for (auto& n : lens) n = 1 + static_cast<int64_t>(rng() % 1500);
   int64_t nb = 0;
   for (int64_t n : lens) nb += (n + block - 1) / block;
   const int64_t stride = 2 * block * width;
@@ -140,6 +160,38 @@ TEST(PagedAttentionTest, ManyDecodesEqualEachAlone) {
                    ConstTensor(q.data() + i * hq * d, DType::kF32, {1, hq * d}), cache, {&one, 1},
                    d, 0, 0.125f);
     EXPECT_TRUE(std::equal(alone.begin(), alone.end(), batched.begin() + i * hq * d)) << i;
+  }
+}
+
+TEST(PagedAttentionTest, ChunkingDoesNotChangeRows) {
+  // A 300-token prompt attended in one call, in three chunks, and its last row as a decode
+  // token: every row the same bits (the engine's chunked prefill and preemption rely on it).
+  for (int64_t window : {int64_t{0}, int64_t{90}}) {
+    const int64_t hq = 6, hkv = 2, d = 64, block = 16, width = hkv * d, len = 300;
+    const int64_t nb = (len + block - 1) / block, stride = 2 * block * width;
+    std::vector<float> pool = RandomFloats(nb * stride, 8);
+    std::vector<int32_t> table(nb);
+    std::iota(table.rbegin(), table.rend(), 0);  // blocks in reverse order
+    const PagedKv cache{.k = pool.data(), .v = pool.data() + block * width, .num_blocks = nb,
+                        .block_size = block, .block_stride = stride, .kv_heads = hkv};
+    const std::vector<float> q = RandomFloats(len * hq * d, 9);
+    auto run = [&](int64_t begin, int64_t end) {
+      std::vector<float> o((end - begin) * hq * d);
+      const PagedSeq s{0, end - begin, begin, end, table};
+      PagedAttention(Tensor(o.data(), DType::kF32, {end - begin, hq * d}), nullptr,
+                     ConstTensor(q.data() + begin * hq * d, DType::kF32, {end - begin, hq * d}),
+                     cache, {&s, 1}, d, window, 0.125f);
+      return o;
+    };
+    const std::vector<float> whole = run(0, len);
+    std::vector<float> chunked;
+    for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 37}, {37, 150}, {150, len}}) {
+      const std::vector<float> part = run(b, e);
+      chunked.insert(chunked.end(), part.begin(), part.end());
+    }
+    EXPECT_EQ(chunked, whole) << "window " << window;
+    const std::vector<float> last = run(len - 1, len);
+    EXPECT_TRUE(std::equal(last.begin(), last.end(), whole.end() - hq * d)) << "window " << window;
   }
 }
 
