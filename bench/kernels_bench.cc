@@ -38,27 +38,10 @@ std::vector<uint8_t> RandomWeights(DType type, int64_t n, int64_t k) {
   for (int64_t off = 0; off < bytes; off += info.block_bytes) {
     uint8_t* blk = w.data() + off;
     auto put = [&](int at) { blk[at] = small & 0xFF, blk[at + 1] = small >> 8; };
-    switch (type) {
-      case DType::kF32:
-        *reinterpret_cast<float*>(blk) = 0.01f;  // random bits could be NaN
-        break;
-      case DType::kF16:
-        put(0);
-        break;
-      case DType::kBF16:
-        break;
-      case DType::kQ8_0:
-      case DType::kQ4_0:
-      case DType::kQ5_0:
-        put(0);
-        break;
-      case DType::kQ4_1:
-      case DType::kQ4_K:
-        put(0), put(2);
-        break;
-      case DType::kQ6_K:
-        put(208);
-        break;
+    if (type == DType::kF32) *reinterpret_cast<float*>(blk) = 0.01f;  // random bits could be NaN
+    if (type == DType::kF16) put(0);
+    for (int at : HalfFieldsOf(type).at) {
+      if (at >= 0) put(at);
     }
   }
   return w;
@@ -100,7 +83,9 @@ void Register() {
       head{"lm_head_576x49152", 576, 49152};
   const std::pair<const char*, MatMulFn> paths[] = {{"f32act", MatMul},
                                                     {"q8act", MatMulQ8Activations}};
-  for (DType type : {DType::kF32, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+  for (DType type : {DType::kF32, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K,
+                     DType::kQ5_1, DType::kQ2_K, DType::kQ3_K, DType::kQ5_K, DType::kIQ4_NL,
+                     DType::kIQ4_XS}) {
     const std::string name(Name(type).data(), Name(type).size());
     std::vector<Shape> shapes;
     if (Info(type).block_elems != 256) shapes.push_back(up);

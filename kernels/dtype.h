@@ -25,6 +25,12 @@ enum class DType : uint8_t {
   kQ5_0,
   kQ4_K,
   kQ6_K,
+  kQ5_1,
+  kQ2_K,
+  kQ3_K,
+  kQ5_K,
+  kIQ4_NL,
+  kIQ4_XS,
   kU8,   // payloads only (see above)
   kI32,  // payloads only
 };
@@ -48,6 +54,12 @@ constexpr DTypeInfo Info(DType t) {
     case DType::kQ5_0: return {"Q5_0", 32, 22, true};
     case DType::kQ4_K: return {"Q4_K", 256, 144, true};
     case DType::kQ6_K: return {"Q6_K", 256, 210, true};
+    case DType::kQ5_1: return {"Q5_1", 32, 24, true};
+    case DType::kQ2_K: return {"Q2_K", 256, 84, true};
+    case DType::kQ3_K: return {"Q3_K", 256, 110, true};
+    case DType::kQ5_K: return {"Q5_K", 256, 176, true};
+    case DType::kIQ4_NL: return {"IQ4_NL", 32, 18, true};
+    case DType::kIQ4_XS: return {"IQ4_XS", 256, 136, true};
     case DType::kU8: return {"U8", 1, 1, false};
     case DType::kI32: return {"I32", 1, 4, false};
   }
@@ -55,6 +67,35 @@ constexpr DTypeInfo Info(DType t) {
 }
 
 constexpr absl::string_view Name(DType t) { return Info(t).name; }
+
+// Byte offsets, within one block of a quantized type, of its f16 fields (scale d, min m or
+// dmin), -1 where there is none: what makes a block of random bytes valid when they are finite
+// (benchmarks and tests fill blocks that way; every bit pattern of the quants is valid).
+struct HalfFields {
+  int16_t at[2] = {-1, -1};
+};
+constexpr HalfFields HalfFieldsOf(DType t) {
+  switch (t) {
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ5_0:
+    case DType::kIQ4_NL:
+    case DType::kIQ4_XS: return {{0, -1}};
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K: return {{0, 2}};
+    case DType::kQ2_K: return {{80, 82}};
+    case DType::kQ3_K: return {{108, -1}};
+    case DType::kQ6_K: return {{208, -1}};
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kU8:
+    case DType::kI32: return {};
+  }
+  return {};
+}
 
 // Whether weights may have type `t` (every type but the payload types kU8 and kI32).
 constexpr bool IsWeightType(DType t) { return t != DType::kU8 && t != DType::kI32; }

@@ -117,6 +117,115 @@ void BlockQ6_K(float* y, const uint8_t* b) {
   }
 }
 
+// Q5_1 block (24 bytes): f16 d; f16 m; u32 qh (bit j = 5th bit of element j); u8 qs[16].
+// x = d * q + m
+void BlockQ5_1(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  const float m = LoadHalf(b + 2);
+  const uint32_t qh = LoadU32(b + 4);
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * ((qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) + m;
+    y[j + 16] = d * ((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) + m;
+  }
+}
+
+// Q2_K super-block (84 bytes, 256 elements): u8 scales[16] (low nibble scale, high nibble
+// min, one pair per 16 elements); u8 qs[64] (2-bit quants); f16 d; f16 dmin.
+// x = d * sc * q - dmin * m. Each half (128 elements) reads 32 bytes of qs four times,
+// bits 0-1, 2-3, 4-5, 6-7, each pass giving 32 elements (two sixteens, two scales).
+void BlockQ2_K(float* y, const uint8_t* b) {
+  const uint8_t* sc = b;
+  const uint8_t* q = b + 16;
+  const float d = LoadHalf(b + 80);
+  const float dmin = LoadHalf(b + 82);
+  for (int half = 0; half < 2; ++half, q += 32) {
+    for (int shift = 0; shift < 8; shift += 2) {
+      for (int sixteen = 0; sixteen < 2; ++sixteen, ++sc) {
+        const float dl = d * (*sc & 0x0F), ml = dmin * (*sc >> 4);
+        for (int l = 0; l < 16; ++l) *y++ = dl * ((q[16 * sixteen + l] >> shift) & 3) - ml;
+      }
+    }
+  }
+}
+
+// Q3_K super-block (110 bytes, 256 elements): u8 hmask[32] (the 3rd bit, inverted: set
+// means +0, clear means -4); u8 qs[64] (low 2 bits, laid out as Q2_K's); u8 scales[12]
+// (sixteen 6-bit scales, offset by 32); f16 d.  x = d * (sc - 32) * (q - 4 * !hbit)
+void BlockQ3_K(float* y, const uint8_t* b) {
+  const uint8_t* hmask = b;
+  const uint8_t* q = b + 32;
+  const uint8_t* packed = b + 96;
+  const float d = LoadHalf(b + 108);
+  // Scale i: low 4 bits from byte i % 8 (nibble i / 8), high 2 bits from byte 8 + i % 4
+  // (bit pair i / 4).
+  int scales[16];
+  for (int i = 0; i < 16; ++i) {
+    const int lo = (packed[i % 8] >> (4 * (i / 8))) & 0x0F;
+    const int hi = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
+    scales[i] = (lo | (hi << 4)) - 32;
+  }
+  int is = 0;
+  uint8_t bit = 1;
+  for (int half = 0; half < 2; ++half, q += 32) {
+    for (int shift = 0; shift < 8; shift += 2, bit = static_cast<uint8_t>(bit << 1)) {
+      for (int sixteen = 0; sixteen < 2; ++sixteen) {
+        const float dl = d * scales[is++];
+        for (int l = 16 * sixteen; l < 16 * sixteen + 16; ++l) {
+          *y++ = dl * (((q[l] >> shift) & 3) - ((hmask[l] & bit) ? 0 : 4));
+        }
+      }
+    }
+  }
+}
+
+// Q5_K super-block (176 bytes, 256 elements): f16 d; f16 dmin; u8 scales[12] (as Q4_K);
+// u8 qh[32] (5th bits: bit 2i / 2i+1 for the i-th pair of sub-blocks); u8 qs[128].
+// x = d * sc * q - dmin * m
+void BlockQ5_K(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  const float dmin = LoadHalf(b + 2);
+  const uint8_t* scales = b + 4;
+  const uint8_t* qh = b + 16;
+  const uint8_t* q = b + 48;
+  for (int sub = 0; sub < 8; sub += 2, q += 32) {
+    int sc0, m0, sc1, m1;
+    ScaleMinK4(sub, scales, &sc0, &m0);
+    ScaleMinK4(sub + 1, scales, &sc1, &m1);
+    const uint8_t lo_bit = static_cast<uint8_t>(1 << sub), hi_bit = static_cast<uint8_t>(2 << sub);
+    for (int l = 0; l < 32; ++l) *y++ = d * sc0 * ((q[l] & 0x0F) + ((qh[l] & lo_bit) ? 16 : 0)) - dmin * m0;
+    for (int l = 0; l < 32; ++l) *y++ = d * sc1 * ((q[l] >> 4) + ((qh[l] & hi_bit) ? 16 : 0)) - dmin * m1;
+  }
+}
+
+// IQ4_NL block (18 bytes): f16 d; u8 qs[16] (element j: low nibble of qs[j], j+16: high).
+// x = d * level[q]
+void BlockIQ4_NL(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * kIq4Levels[b[2 + j] & 0x0F];
+    y[j + 16] = d * kIq4Levels[b[2 + j] >> 4];
+  }
+}
+
+// IQ4_XS super-block (136 bytes, 256 elements): f16 d; u16 scales_h (2 high bits per
+// sub-block); u8 scales_l[4] (4 low bits per sub-block); u8 qs[128] (as IQ4_NL, 16 bytes
+// per sub-block of 32).  x = d * (ls - 32) * level[q]
+void BlockIQ4_XS(float* y, const uint8_t* b) {
+  const float d = LoadHalf(b);
+  const uint16_t scales_h = LoadU16(b + 2);
+  const uint8_t* scales_l = b + 4;
+  const uint8_t* qs = b + 8;
+  for (int ib = 0; ib < 8; ++ib, y += 32, qs += 16) {
+    const int ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F) | (((scales_h >> (2 * ib)) & 3) << 4);
+    const float dl = d * (ls - 32);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = dl * kIq4Levels[qs[j] & 0x0F];
+      y[j + 16] = dl * kIq4Levels[qs[j] >> 4];
+    }
+  }
+}
+
 template <void (*Block)(float*, const uint8_t*)>
 void Blocks(float* out, const uint8_t* src, int64_t n, int64_t elems, int64_t bytes) {
   for (int64_t i = 0; i < n / elems; ++i) Block(out + i * elems, src + i * bytes);
@@ -200,6 +309,12 @@ void DequantizeRow(float* out, const void* src_void, DType type, int64_t n) {
     case DType::kQ5_0: return Blocks<BlockQ5_0>(out, src, n, info.block_elems, info.block_bytes);
     case DType::kQ4_K: return Blocks<BlockQ4_K>(out, src, n, info.block_elems, info.block_bytes);
     case DType::kQ6_K: return Blocks<BlockQ6_K>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ5_1: return Blocks<BlockQ5_1>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ2_K: return Blocks<BlockQ2_K>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ3_K: return Blocks<BlockQ3_K>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kQ5_K: return Blocks<BlockQ5_K>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kIQ4_NL: return Blocks<BlockIQ4_NL>(out, src, n, info.block_elems, info.block_bytes);
+    case DType::kIQ4_XS: return Blocks<BlockIQ4_XS>(out, src, n, info.block_elems, info.block_bytes);
     case DType::kU8:
     case DType::kI32:
       break;  // payload types: no weight has them (loaders produce weight types only)

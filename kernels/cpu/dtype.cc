@@ -10,7 +10,9 @@ namespace tessera::kernels {
 std::optional<DType> DTypeFromName(absl::string_view name) {
   static constexpr std::array kAll = {DType::kF32,  DType::kF16,  DType::kBF16,
                                       DType::kQ8_0, DType::kQ4_0, DType::kQ4_1,
-                                      DType::kQ5_0, DType::kQ4_K, DType::kQ6_K};
+                                      DType::kQ5_0, DType::kQ4_K, DType::kQ6_K,
+                                      DType::kQ5_1, DType::kQ2_K, DType::kQ3_K,
+                                      DType::kQ5_K, DType::kIQ4_NL, DType::kIQ4_XS};
   for (DType t : kAll) {
     if (absl::EqualsIgnoreCase(Name(t), name)) return t;
   }

@@ -116,7 +116,9 @@ void MatMul(Tensor out, ConstTensor x, ConstTensor w) {
 }
 
 void MatMulQ8Activations(Tensor out, ConstTensor x, ConstTensor w) {
-  if (!Info(w.type).quantized || !simd::HasAvx2()) return MatMul(out, x, w);
+  if (!Info(w.type).quantized || !simd::HasAvx2() || internal::Avx2RowDotQ8Act(w.type) == nullptr) {
+    return MatMul(out, x, w);
+  }
   const Dims d = CheckShapes(out, x, w);
   if (d.t == 0 || d.n == 0) return;
   auto* y = out.as<float>();

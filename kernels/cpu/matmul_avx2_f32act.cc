@@ -12,9 +12,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/dequant.h"
 
 namespace tessera::kernels::internal {
 namespace {
@@ -88,13 +90,15 @@ struct Q4 {
   }
 };
 
-// x = d * (q - 16), q = nibble | (bit e of qh) << 4.
-struct Q5_0 {
-  static constexpr int kElems = 32, kBytes = 22;
+// x = d * q + a, q = nibble | (bit e of qh) << 4: Q5_0 (a = -16d) and Q5_1 (a = m).
+template <bool kMin>
+struct Q5 {
+  static constexpr int kElems = 32, kBytes = kMin ? 24 : 22;
   static constexpr bool kOffset = true;
+  static constexpr int kQh = kMin ? 4 : 2, kQs = kQh + 4;
   TESSERA_AVX2_INLINE static Head32 Head(const uint8_t* b) {
     const float d = Half(b);
-    return {d, -16.0f * d};
+    return {d, kMin ? Half(b + 2) : -16.0f * d};
   }
   template <int J>
   TESSERA_AVX2_INLINE static UnitScale Scales(const Head32& h) {
@@ -110,12 +114,67 @@ struct Q5_0 {
   template <int J>
   TESSERA_AVX2_INLINE static void Decode32(const uint8_t* b, const Head32&, __m256* q) {
     uint32_t bits;
-    std::memcpy(&bits, b + 2, 4);
+    std::memcpy(&bits, b + kQh, 4);
     const __m256i qh = _mm256_set1_epi32(static_cast<int>(bits));
-    q[0] = One<0>(b + 6, qh);
-    q[1] = One<1>(b + 6, qh);
-    q[2] = One<2>(b + 6, qh);
-    q[3] = One<3>(b + 6, qh);
+    q[0] = One<0>(b + kQs, qh);
+    q[1] = One<1>(b + kQs, qh);
+    q[2] = One<2>(b + kQs, qh);
+    q[3] = One<3>(b + kQs, qh);
+  }
+};
+
+// 16 bytes of IQ4 nibbles -> the 32 levels they index (elements 0-15 low nibbles, 16-31 high).
+TESSERA_AVX2_INLINE void Iq4Levels32(const uint8_t* qs, __m256* q) {
+  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4Levels));
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(v, m4));
+  const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+  q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+  q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+  q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+  q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+// IQ4_NL: x = d * level[q].
+struct IQ4_NL {
+  static constexpr int kElems = 32, kBytes = 18;
+  static constexpr bool kOffset = false;
+  TESSERA_AVX2_INLINE static Head32 Head(const uint8_t* b) { return {Half(b), 0.0f}; }
+  template <int J>
+  TESSERA_AVX2_INLINE static UnitScale Scales(const Head32& h) {
+    return {h.d, h.d, 0.0f};
+  }
+  template <int J>
+  TESSERA_AVX2_INLINE static void Decode32(const uint8_t* b, const Head32&, __m256* q) {
+    Iq4Levels32(b + 2, q);
+  }
+};
+
+// IQ4_XS: unit J is qs[16J ..] as IQ4_NL, x = d * (ls_J - 32) * level[q] with 6-bit ls_J.
+struct IQ4_XS {
+  static constexpr int kElems = 256, kBytes = 136;
+  static constexpr bool kOffset = false;
+  struct HeadK {
+    float d[8];
+  };
+  TESSERA_AVX2_INLINE static HeadK Head(const uint8_t* b) {
+    const float d = Half(b);
+    const int scales_h = b[2] | (b[3] << 8);
+    HeadK h;
+    for (int j = 0; j < 8; ++j) {
+      const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 0x0F) | (((scales_h >> (2 * j)) & 3) << 4);
+      h.d[j] = d * static_cast<float>(ls - 32);
+    }
+    return h;
+  }
+  template <int J>
+  TESSERA_AVX2_INLINE static UnitScale Scales(const HeadK& h) {
+    return {h.d[J], h.d[J], 0.0f};
+  }
+  template <int J>
+  TESSERA_AVX2_INLINE static void Decode32(const uint8_t* b, const HeadK&, __m256* q) {
+    Iq4Levels32(b + 8 + 16 * J, q);
   }
 };
 
@@ -158,6 +217,59 @@ struct Q4_K {
       const __m256i v = Bytes8(qs + 8 * c);
       q[c] = _mm256_cvtepi32_ps(J % 2 == 0 ? _mm256_and_si256(v, _mm256_set1_epi32(0x0F))
                                            : _mm256_srli_epi32(v, 4));
+    }
+  }
+};
+
+// Q3_K: unit J (half J / 4, bit pair J % 4 of qs[32 (J / 4) ..]) holds 2-bit quants whose
+// third bit is bit J of hmask[l], inverted (clear: -4); sixteen 6-bit scales, one per 16.
+struct Q3_K {
+  static constexpr int kElems = 256, kBytes = 110;
+  static constexpr bool kOffset = false;
+  struct HeadK {
+    float d[16];  // d * (sc_i - 32)
+  };
+  TESSERA_AVX2_INLINE static HeadK Head(const uint8_t* b) {
+    const uint8_t* packed = b + 96;
+    const float d = Half(b + 108);
+    HeadK h;
+    for (int i = 0; i < 16; ++i) {
+      const int lo = (packed[i % 8] >> (4 * (i / 8))) & 0x0F;
+      const int hi = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
+      h.d[i] = d * static_cast<float>((lo | (hi << 4)) - 32);
+    }
+    return h;
+  }
+  template <int J>
+  TESSERA_AVX2_INLINE static UnitScale Scales(const HeadK& h) {
+    return {h.d[2 * J], h.d[2 * J + 1], 0.0f};
+  }
+  template <int J>
+  TESSERA_AVX2_INLINE static void Decode32(const uint8_t* b, const HeadK&, __m256* q) {
+    constexpr int half = J / 4, shift = 2 * (J % 4);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i low = _mm256_and_si256(_mm256_srli_epi32(Bytes8(b + 32 + 32 * half + 8 * c), shift),
+                                           _mm256_set1_epi32(3));
+      const __m256i bit = _mm256_and_si256(_mm256_srli_epi32(Bytes8(b + 8 * c), J), _mm256_set1_epi32(1));
+      // q - 4 * !bit = q - 4 + 4 * bit
+      q[c] = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_sub_epi32(low, _mm256_set1_epi32(4)),
+                                                 _mm256_slli_epi32(bit, 2)));
+    }
+  }
+};
+
+// Q5_K: Q4_K's scales and nibbles (at b + 48), plus the 5th bit of element l of unit J in
+// bit J of qh[l] (qh at b + 16).
+struct Q5_K : Q4_K {
+  static constexpr int kBytes = 176;
+  template <int J>
+  TESSERA_AVX2_INLINE static void Decode32(const uint8_t* b, const HeadK&, __m256* q) {
+    const uint8_t* qs = b + 48 + 32 * (J / 2);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = Bytes8(qs + 8 * c);
+      const __m256i lo = J % 2 == 0 ? _mm256_and_si256(v, _mm256_set1_epi32(0x0F)) : _mm256_srli_epi32(v, 4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(Bytes8(b + 16 + 8 * c), J), _mm256_set1_epi32(1));
+      q[c] = _mm256_cvtepi32_ps(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)));
     }
   }
 };
@@ -414,6 +526,30 @@ struct Float {
   };
 };
 
+// Types without a register decoder yet (Q2_K, whose mins change every 16 elements): each row
+// dequantized by the scalar reference into a per-thread buffer, then the f32 dot.
+template <DType T>
+struct Dequantized {
+  template <int NT>
+  struct K {
+    TESSERA_AVX2 static void Run(float* out, int64_t os, const uint8_t* w, int64_t ws, int64_t rows,
+                                 const float* x, const float* xsum, int64_t xs, int64_t k) {
+      thread_local std::vector<float> row;
+      row.resize(k);
+      const auto* f = reinterpret_cast<const uint8_t*>(row.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        DequantizeRow(row.data(), w + r * ws, T, k);
+        DotRowFloat<F32, NT>(out + r, os, f, x, xsum, xs, k);
+      }
+    }
+  };
+};
+
+template <DType T>
+void DequantRowScalar(float* out, const uint8_t* w, int64_t k) {
+  DequantizeRow(out, w, T, k);
+}
+
 }  // namespace
 
 RowsDotF32Fn Avx2RowsDotF32Act(DType t) {
@@ -431,11 +567,23 @@ RowsDotF32Fn Avx2RowsDotF32Act(DType t) {
     case DType::kQ4_1:
       return ByNt<Quant<Q4<true>>::K>;
     case DType::kQ5_0:
-      return ByNt<Quant<Q5_0>::K>;
+      return ByNt<Quant<Q5<false>>::K>;
     case DType::kQ4_K:
       return ByNt<Quant<Q4_K>::K>;
     case DType::kQ6_K:
       return ByNt<Quant<Q6_K>::K>;
+    case DType::kQ5_1:
+      return ByNt<Quant<Q5<true>>::K>;
+    case DType::kQ2_K:
+      return ByNt<Dequantized<DType::kQ2_K>::K>;
+    case DType::kQ3_K:
+      return ByNt<Quant<Q3_K>::K>;
+    case DType::kQ5_K:
+      return ByNt<Quant<Q5_K>::K>;
+    case DType::kIQ4_NL:
+      return ByNt<Quant<IQ4_NL>::K>;
+    case DType::kIQ4_XS:
+      return ByNt<Quant<IQ4_XS>::K>;
     case DType::kU8:
     case DType::kI32:
       return nullptr;  // payload types: MatMul refuses them
@@ -458,11 +606,23 @@ DequantizeRowFn Avx2DequantizeRow(DType t) {
     case DType::kQ4_1:
       return DequantRowQ<Q4<true>>;
     case DType::kQ5_0:
-      return DequantRowQ<Q5_0>;
+      return DequantRowQ<Q5<false>>;
     case DType::kQ4_K:
       return DequantRowQ<Q4_K>;
     case DType::kQ6_K:
       return DequantRowQ<Q6_K>;
+    case DType::kQ5_1:
+      return DequantRowQ<Q5<true>>;
+    case DType::kQ2_K:
+      return DequantRowScalar<DType::kQ2_K>;
+    case DType::kQ3_K:
+      return DequantRowQ<Q3_K>;
+    case DType::kQ5_K:
+      return DequantRowQ<Q5_K>;
+    case DType::kIQ4_NL:
+      return DequantRowQ<IQ4_NL>;
+    case DType::kIQ4_XS:
+      return DequantRowQ<IQ4_XS>;
     case DType::kU8:
     case DType::kI32:
       return nullptr;  // payload types: MatMul refuses them

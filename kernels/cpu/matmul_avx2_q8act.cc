@@ -286,6 +286,13 @@ RowDotFn Avx2RowDotQ8Act(DType t) {
     case DType::kQ5_0: return ByNt<KQ5_0>;
     case DType::kQ4_K: return ByNt<KQ4_K>;
     case DType::kQ6_K: return ByNt<KQ6_K>;
+    case DType::kQ5_1:
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ5_K:
+    case DType::kIQ4_NL:
+    case DType::kIQ4_XS:
+      return nullptr;  // no 8-bit kernel yet: MatMulQ8Activations takes the f32 path
     case DType::kU8:
     case DType::kI32:
       return nullptr;  // payload types: MatMul refuses them

@@ -51,7 +51,8 @@ void QuantizeRowQ8(BlockQ8* out, const float* x, int64_t k);
 using RowDotFn = void (*)(float* out, int64_t out_stride, const uint8_t* w, const uint8_t* x,
                           int64_t x_stride, int64_t k, int nt);
 
-// The kernel for quantized weights of type t; nullptr for F32/F16/BF16.
+// The kernel for quantized weights of type t; nullptr for F32/F16/BF16 and the quantized
+// types that have none yet.
 RowDotFn Avx2RowDotQ8Act(DType t);
 
 // The Avx2* functions above: call only when simd::HasAvx2().

@@ -36,9 +36,15 @@ std::optional<kernels::DType> DTypeFromGgml(uint32_t id) {
     case 2: return kernels::DType::kQ4_0;
     case 3: return kernels::DType::kQ4_1;
     case 6: return kernels::DType::kQ5_0;
+    case 7: return kernels::DType::kQ5_1;
     case 8: return kernels::DType::kQ8_0;
+    case 10: return kernels::DType::kQ2_K;
+    case 11: return kernels::DType::kQ3_K;
     case 12: return kernels::DType::kQ4_K;
+    case 13: return kernels::DType::kQ5_K;
     case 14: return kernels::DType::kQ6_K;
+    case 20: return kernels::DType::kIQ4_NL;
+    case 23: return kernels::DType::kIQ4_XS;
     case 30: return kernels::DType::kBF16;
     default: return std::nullopt;
   }

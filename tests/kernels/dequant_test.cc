@@ -1,11 +1,16 @@
 // Each quantized type: one block built by hand, expected values worked out by hand from the
-// block layout (llama.cpp ggml-common.h), not from our own dequantizer.
+// block layout (llama.cpp ggml-common.h), not from our own dequantizer; and every type's
+// random blocks against gguf-py's dequantization of the same bytes (tests/data/quants).
 #include "kernels/dequant.h"
 
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/simd.h"
@@ -180,6 +185,35 @@ TEST(Dequant, Q6_K) {
   const auto x = Dequant(DType::kQ6_K, b, 256);
   for (int e = 0; e < 256; ++e) {
     EXPECT_EQ(x[e], 0.5f * (e / 16 - 8) * q[(e % 128) / 32]) << e;  // one scale per 16
+  }
+}
+
+std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(Dequant, EveryTypeMatchesGgufPy) {
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                  DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K,
+                  DType::kIQ4_NL, DType::kIQ4_XS}) {
+    const std::string base = std::string(TESSERA_TEST_DATA_DIR) + "/quants/" + std::string(Name(t));
+    const std::vector<uint8_t> blocks = ReadFile(base + ".bin");
+    const std::vector<uint8_t> want_bytes = ReadFile(base + ".f32");
+    const int64_t n = static_cast<int64_t>(want_bytes.size() / 4);
+    ASSERT_EQ(BytesFor(t, n), static_cast<int64_t>(blocks.size())) << Name(t);
+    std::vector<float> want(n);
+    std::memcpy(want.data(), want_bytes.data(), want_bytes.size());
+    const std::vector<float> got = Dequant(t, blocks, n);
+    int bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      // gguf-py computes in numpy f32 (or wider) with its own operation order: one rounding.
+      if (std::fabs(got[i] - want[i]) > 1e-6f * std::fabs(want[i]) + 1e-9f && bad++ < 3) {
+        ADD_FAILURE() << Name(t) << " element " << i << ": " << got[i] << " vs gguf-py " << want[i];
+      }
+    }
+    EXPECT_EQ(bad, 0) << Name(t);
   }
 }
 

@@ -15,9 +15,10 @@
 
 namespace tessera::kernels::testing {
 
-inline constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16,
-                                      DType::kQ8_0, DType::kQ4_0, DType::kQ4_1,
-                                      DType::kQ5_0, DType::kQ4_K, DType::kQ6_K};
+inline constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,    DType::kBF16,  DType::kQ8_0,
+                                      DType::kQ4_0, DType::kQ4_1,   DType::kQ5_0,  DType::kQ4_K,
+                                      DType::kQ6_K, DType::kQ5_1,   DType::kQ2_K,  DType::kQ3_K,
+                                      DType::kQ5_K, DType::kIQ4_NL, DType::kIQ4_XS};
 
 // Uniform in [lo, hi], never exactly zero.
 inline std::vector<float> RandomFloats(int64_t n, uint32_t seed, float lo = -1, float hi = 1) {
@@ -49,7 +50,8 @@ inline float SignedAbsMax(const float* x, int n) {
 }
 
 // Quantizes one row of k floats (k a whole number of blocks) as llama.cpp's reference
-// quantizers do (round to nearest). K-quants get random quants with small sane scales:
+// quantizers do (round to nearest). K-quants, Q5_1 and the IQ4 types get random quants with
+// small sane scales:
 // every bit pattern is a valid block, and the tests compare kernels on the same bytes.
 inline void QuantizeRow(uint8_t* out, const float* x, DType t, int64_t k, std::mt19937& rng) {
   std::uniform_int_distribution<int> byte(0, 255);
@@ -131,6 +133,22 @@ inline void QuantizeRow(uint8_t* out, const float* x, DType t, int64_t k, std::m
         PutU16(out + 208, FloatToHalf(std::uniform_real_distribution<float>(0.0005f, 0.002f)(rng)));
       }
       return;
+    case DType::kQ5_1:
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ5_K:
+    case DType::kIQ4_NL:
+    case DType::kIQ4_XS: {
+      // Random quants; every f16 field (d, m, dmin) a small sane value.
+      const DTypeInfo info = Info(t);
+      for (int64_t b = 0; b < k / info.block_elems; ++b, out += info.block_bytes) {
+        for (int64_t i = 0; i < info.block_bytes; ++i) out[i] = static_cast<uint8_t>(byte(rng));
+        for (int h : HalfFieldsOf(t).at) {
+          if (h >= 0) PutU16(out + h, FloatToHalf(std::uniform_real_distribution<float>(0.0005f, 0.003f)(rng)));
+        }
+      }
+      return;
+    }
     case DType::kU8:
     case DType::kI32:
       break;  // payload types: no weight has them

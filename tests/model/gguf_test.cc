@@ -98,8 +98,8 @@ TEST(Gguf, RejectsMalformedHeaders) {
                   .Tensor("w", {32}, 0, std::vector<uint8_t>(128))
                   .Build(),
               "tensor w: duplicate tensor name");
-  ExpectError(GgufBuilder().Tensor("w", {32}, 7, std::vector<uint8_t>(24)).Build(),
-              "tensor w: tensor type Q5_1 (7) is not supported");
+  ExpectError(GgufBuilder().Tensor("w", {256}, 16, std::vector<uint8_t>(66)).Build(),
+              "tensor w: tensor type IQ2_XXS (16) is not supported");
   ExpectError(GgufBuilder().Tensor("w", {33}, 8, std::vector<uint8_t>(34)).Build(),
               "tensor w: row length 33 is not a multiple of the Q8_0 block size 32");
   ExpectError(GgufBuilder().Tensor("w", {0, 4}, 0, {}).Build(), "tensor w: dimension 0 = 0");
