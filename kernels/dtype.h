@@ -32,8 +32,10 @@ enum class DType : uint8_t {
   kIQ4_NL,
   kIQ4_XS,
   kU8,   // payloads only (see above)
-  kI32,  // payloads only
+  kI32,  // payloads only; the last enumerator (kNumDTypes below)
 };
+// How many DType values there are: the size of a table indexed by DType.
+inline constexpr int kNumDTypes = static_cast<int>(DType::kI32) + 1;
 
 struct DTypeInfo {
   absl::string_view name;  // as llama.cpp and safetensors spell it: "F32", "Q4_K", ...

@@ -14,6 +14,9 @@
 // kLlama3 is _compute_llama3_parameters (Llama 3.1): wavelengths above
 // original_context/low_freq_factor are divided by `factor`, below
 // original_context/high_freq_factor kept, and smoothly interpolated between.
+// freq_factors (GGUF's rope_freqs.weight, which llama.cpp's converter writes for Llama 3.x
+// instead of the config's scaling): when not empty, D/2 divisors applied to inv_freq after
+// `kind`'s scaling, pair by pair.
 // Thread-safe for distinct outputs.
 #pragma once
 
@@ -35,6 +38,7 @@ struct RopeScaling {
   float low_freq_factor = 1.0f;   // kLlama3 only
   float high_freq_factor = 4.0f;  // kLlama3 only
   int64_t original_context = 8192;  // kLlama3 only
+  std::vector<float> freq_factors = {};  // empty, or D/2 positive divisors
 };
 
 void Rope(Tensor qk, const int32_t* positions, int64_t head_dim, float theta, RopeLayout layout,

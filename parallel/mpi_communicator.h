@@ -111,7 +111,7 @@ class MpiCommunicator final : public Communicator {
   std::vector<int> world_ranks_;
 
   // Used only by the driving thread.
-  std::array<MPI_Datatype, 16> units_{};  // by DType; MPI_DATATYPE_NULL until made
+  std::array<MPI_Datatype, kernels::kNumDTypes> units_{};  // by DType; MPI_DATATYPE_NULL until made
   absl::Status broken_;
   CollectiveStats stats_;
 };

@@ -61,6 +61,11 @@ std::vector<double> RopeInvFreq(int64_t head_dim, float theta, const RopeScaling
       break;
     }
   }
+  if (!s.freq_factors.empty()) {
+    TESSERA_KCHECK(static_cast<int64_t>(s.freq_factors.size()) == half,
+                   "Rope: freq_factors must hold head_dim / 2 values");
+    for (int64_t i = 0; i < half; ++i) inv[i] /= s.freq_factors[i];
+  }
   return inv;
 }
 

@@ -63,11 +63,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
     return absl::InvalidArgumentError(absl::StrCat(source.path(), ": RoPE scaling '",
                                                    c.rope_scaling, "' is not supported"));
   }
-  if (source.gguf() != nullptr && source.gguf()->FindTensor("rope_freqs.weight") != nullptr) {
-    return absl::UnimplementedError(absl::StrCat(
-        source.path(), ": per-dimension RoPE frequency factors (rope_freqs.weight, Llama 3.1 "
-                       "GGUFs) are not supported yet"));
-  }
+  if (absl::Status s = m->LoadRopeFactors(source); !s.ok()) return s;
   const int W = tp->size();
   // Query heads, the FFN and the vocabulary split evenly over the tp ranks; KV heads too,
   // or, when tp exceeds them, each KV head is replicated on tp/Hkv adjacent ranks.
@@ -97,6 +93,26 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
   m->local_ffn_ = c.ffn / W;
   if (absl::Status s = m->LoadWeights(source, options); !s.ok()) return s;
   return m;
+}
+
+// Llama 3.x GGUFs carry their RoPE scaling as per-pair frequency divisors (rope_freqs.weight,
+// [D/2] f32); a checkpoint with the config's llama3 scaling instead has none.
+absl::Status Transformer::LoadRopeFactors(const ModelSource& source) {
+  WeightLoader loader(source);
+  constexpr const char* kName = "rope_freqs.weight";
+  if (!loader.Has(kName)) return absl::OkStatus();
+  const int64_t half = config_.head_dim / 2;
+  auto f = loader.LoadF32(kName, {half}, Split::None());
+  if (!f.ok()) return f.status();
+  const float* v = f->cview().as<const float>();
+  for (int64_t i = 0; i < half; ++i) {
+    if (!std::isfinite(v[i]) || v[i] <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(source.path(), ": ", kName, "[", i, "] = ",
+                                                     v[i], " is not a positive frequency factor"));
+    }
+  }
+  rope_scaling_.freq_factors.assign(v, v + half);
+  return absl::OkStatus();
 }
 
 absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptions& options) {

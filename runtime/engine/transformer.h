@@ -106,6 +106,7 @@ class Transformer {
                                                              const LoadOptions& options);
   Transformer() = default;
   absl::Status LoadWeights(const ModelSource& source, const LoadOptions& options);
+  absl::Status LoadRopeFactors(const ModelSource& source);
 
   // Immutable after Load().
   ModelConfig config_;

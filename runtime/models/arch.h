@@ -52,6 +52,7 @@ const ArchSpec& Qwen2Arch();
 const ArchSpec& MixtralArch();
 const ArchSpec& Qwen2MoeArch();
 const ArchSpec& Qwen3MoeArch();
+const ArchSpec& Qwen3Arch();
 
 // The spec for a GGUF general.architecture or an HF model_type; NOT_FOUND lists the known.
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name);

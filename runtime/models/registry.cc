@@ -69,8 +69,8 @@ TensorNames HfTensorNames(const ArchSpec& arch) {
 
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name) {
   // The registry: one line per architecture.
-  static const std::array<const ArchSpec*, 6> kArchs = {
-      &LlamaArch(),   &MistralArch(),  &Qwen2Arch(),
+  static const std::array<const ArchSpec*, 7> kArchs = {
+      &LlamaArch(),   &MistralArch(),  &Qwen2Arch(),    &Qwen3Arch(),
       &MixtralArch(), &Qwen2MoeArch(), &Qwen3MoeArch(),
   };
   std::vector<std::string> known;

@@ -84,6 +84,11 @@ class Layouts(unittest.TestCase):
     def test_qwen2_bias_tied_head(self):  # 4 heads, 2 KV heads (replicated at tp=4)
         self.check(os.path.join(DATA, "golden", "qwen2"), [2, 4], max_share=1.2)
 
+    def test_qwen3_qk_norm_and_llama31_rope_factors(self):  # 4 heads, 2 KV heads
+        # qk-norm weights and the rope_freqs factors are replicated on every rank.
+        self.check(os.path.join(DATA, "golden", "qwen3"), [2], max_share=1.2)
+        self.check(os.path.join(DATA, "golden", "llama31", "model-f32.gguf"), [2, 4], max_share=1.2)
+
     def test_smollm2_tp3(self):  # 9 heads, 3 KV heads
         self.check("smollm2-135m-instruct", [3], max_share=1.01)
 

@@ -125,7 +125,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"qwen2_moe", "model-q8_0.gguf", true, 1e-4},
                       Case{"qwen3_moe", "hf", false, 1e-4},
                       Case{"qwen3_moe", "model-f32.gguf", false, 1e-4},
-                      Case{"qwen3_moe", "model-q8_0.gguf", true, 1e-4}),
+                      Case{"qwen3_moe", "model-q8_0.gguf", true, 1e-4},
+                      // Llama 3.1 RoPE scaling: from the config (hf) and as GGUF rope_freqs.weight.
+                      Case{"llama31", "hf", false, 1e-4},
+                      Case{"llama31", "model-f32.gguf", false, 1e-4},
+                      Case{"llama31", "model-q8_0.gguf", true, 1e-4},
+                      Case{"qwen3", "hf", false, 1e-4}, Case{"qwen3", "model-f32.gguf", false, 1e-4},
+                      Case{"qwen3", "model-q8_0.gguf", true, 1e-4}),
     [](const auto& info) {
       std::string n = info.param.arch + "_" + info.param.file + (info.param.exact ? "_exact" : "");
       for (char& ch : n) {
@@ -165,7 +171,7 @@ TEST(GoldenFastPath, QuantizedLogitsStayClose) {
 // Sequences in one batch, mixing a prefill chunk, a whole prompt and a decode token, get
 // the same logits as when each runs alone.
 TEST(Batching, MixedBatchEqualsSequencesAlone) {
-  for (const std::string arch : {"llama", "mistral", "qwen2", "mixtral", "qwen3_moe"}) {
+  for (const std::string arch : {"llama", "mistral", "qwen2", "qwen3", "llama31", "mixtral", "qwen3_moe"}) {
     const json ref = ReadGolden(arch)["files"]["hf"];
     Loaded l = Load(arch, "hf", false);
     const int64_t V = l.model->config().vocab;

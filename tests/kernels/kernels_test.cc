@@ -179,6 +179,14 @@ TEST(Rope, Llama3ScalingHandComputed) {
   EXPECT_NEAR(inv[3], 0.001 / 8, 1e-12);
   const auto lin = RopeInvFreq(8, 10000.0f, {RopeScaling::kLinear, 4.0f, 1, 4, 0});
   EXPECT_NEAR(lin[1], 0.1 / 4, 1e-12);
+  // GGUF's rope_freqs.weight: per-pair divisors, on top of any kind.
+  RopeScaling f;
+  f.freq_factors = {1.0f, 2.0f, 8.0f, 0.5f};
+  const auto by_factor = RopeInvFreq(8, 10000.0f, f);
+  EXPECT_NEAR(by_factor[0], 1.0, 1e-12);
+  EXPECT_NEAR(by_factor[1], 0.1 / 2, 1e-12);
+  EXPECT_NEAR(by_factor[2], 0.01 / 8, 1e-12);
+  EXPECT_NEAR(by_factor[3], 0.001 / 0.5, 1e-12);
 }
 
 // ---- thread pool --------------------------------------------------------------------------

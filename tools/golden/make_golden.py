@@ -9,7 +9,8 @@ the reference is transformers run on the weights gguf-py dequantizes back, so ev
 expected number comes from transformers, not from Tessera.
 
 Needs: pip install torch transformers gguf safetensors numpy  (not needed to run tests)
-Usage: python3 tools/golden/make_golden.py [OUT_DIR]   (default tests/data/golden)
+Usage: python3 tools/golden/make_golden.py [OUT_DIR [ARCH ...]]   (default tests/data/golden, every
+       architecture; name some to remake only those, leaving the others' fixtures as they are)
 """
 import importlib.metadata
 import json
@@ -79,7 +80,50 @@ ARCHS = {
                  max_position_embeddings=128, rope_theta=1000000.0, rms_norm_eps=1e-6,
                  tie_word_embeddings=False, use_sliding_window=False),
         quants=[QT.Q8_0]),
+    # Llama 3.1-style RoPE scaling (rope_type llama3) with an original context of 32, so the
+    # golden prompts' positions reach the scaled frequencies. Its GGUFs carry the scaling as
+    # rope_freqs.weight, as llama.cpp's converter writes it, and no scaling metadata.
+    "llama31": dict(
+        cls=transformers.LlamaConfig, model_type="llama", gguf_arch="llama", permute=True,
+        rope_freqs=True,
+        cfg=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                 intermediate_size=128, num_hidden_layers=2, vocab_size=256,
+                 max_position_embeddings=128, rope_theta=10000.0, rms_norm_eps=1e-5,
+                 tie_word_embeddings=False,
+                 rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                   high_freq_factor=4.0, original_max_position_embeddings=32)),
+        quants=[QT.Q8_0]),
+    "qwen3": dict(
+        cls=transformers.Qwen3Config, model_type="qwen3", gguf_arch="qwen3", permute=False,
+        cfg=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                 intermediate_size=96, num_hidden_layers=2, vocab_size=256,
+                 max_position_embeddings=128, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                 tie_word_embeddings=False, use_sliding_window=False),
+        quants=[QT.Q8_0]),
 }
+
+
+def llama3_rope_factors(cfg):
+    """The per-pair divisors of the RoPE frequencies that llama.cpp's converter derives from
+    a llama3 rope_scaling config (GGUF tensor rope_freqs.weight): 1 for wavelengths shorter
+    than original_context / high_freq_factor, `factor` for those longer than
+    original_context / low_freq_factor, and the smooth interpolation between."""
+    rs = cfg["rope_scaling"]
+    dim = cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+    old = rs["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / rs["low_freq_factor"], old / rs["high_freq_factor"]
+    factors = []
+    for i in range(0, dim, 2):
+        freq = 1.0 / (cfg["rope_theta"] ** (i / dim))
+        wavelen = 2 * np.pi / freq
+        if wavelen < high_wavelen:
+            factors.append(1.0)
+        elif wavelen > low_wavelen:
+            factors.append(rs["factor"])
+        else:
+            smooth = (old / wavelen - rs["low_freq_factor"]) / (rs["high_freq_factor"] - rs["low_freq_factor"])
+            factors.append(1.0 / ((1 - smooth) / rs["factor"] + smooth))
+    return np.array(factors, dtype=np.float32)
 
 
 def permute(w, n_head):
@@ -249,6 +293,8 @@ def write_gguf(path, name, spec, state, qtype):
     w.add_token_types([1] * 256)
     w.add_token_merges(byte_merges())
     w.add_add_bos_token(False)
+    if spec.get("rope_freqs"):
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
     dequantized = {}
     for hf, a in stack_experts({k: v.float().numpy() for k, v in state.items()}).items():
         if spec["permute"] and hf.endswith("q_proj.weight"):
@@ -292,7 +338,10 @@ def write_gguf(path, name, spec, state, qtype):
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "..", "..", "tests", "data", "golden")
+    only = set(sys.argv[2:])
     for name, spec in ARCHS.items():
+        if only and name not in only:
+            continue
         d = os.path.join(out_dir, name)
         os.makedirs(d, exist_ok=True)
         model = build(name, spec)
