@@ -1,5 +1,6 @@
 #include "parallel/embedding.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -57,11 +58,13 @@ absl::Status ParallelLmHead::Forward(kernels::Tensor out, kernels::ConstTensor x
     return s;
   }
   if (!root) return absl::OkStatus();
-  // [tp, T, V/tp] -> [T, V]
+  // [tp, T, Vl] -> [T, V]: the last shards' padding rows (V < tp * Vl) are dropped.
   float* y = out.as<float>();
+  const int64_t V = out.cols();
   for (int r = 0; r < tp; ++r) {
+    const int64_t n = std::clamp<int64_t>(V - r * Vl, 0, Vl);
     for (int64_t t = 0; t < T; ++t) {
-      std::memcpy(y + t * tp * Vl + r * Vl, scratch + (r * T + t) * Vl, sizeof(float) * Vl);
+      std::memcpy(y + t * V + r * Vl, scratch + (r * T + t) * Vl, sizeof(float) * n);
     }
   }
   return absl::OkStatus();

@@ -1,6 +1,8 @@
 // Vocab-parallel token embedding and LM head. Each rank owns rows
-// [vocab_begin, vocab_begin + V/tp) of the [V, H] table (the LM head may share it when the
-// model ties its embeddings).
+// [vocab_begin, vocab_begin + Vs) of the [V, H] table, Vs = ceil(V / tp) (the LM head may
+// share it when the model ties its embeddings). When tp does not divide V the last shards
+// are padded with zero rows to Vs (as other engines do), so every rank gathers the same
+// count; padding is never looked up and its logits are dropped.
 //
 // Dims: T tokens, H hidden, V vocab, tp ranks. Immutable after construction.
 #pragma once
@@ -30,7 +32,7 @@ class VocabParallelEmbedding {
   int64_t bytes() const { return table_.bytes(); }
 
  private:
-  kernels::OwnedTensor table_;  // [V/tp, H]
+  kernels::OwnedTensor table_;  // [Vs, H], zero rows past V
   int64_t vocab_begin_ = 0;
   int64_t vocab_ = 0;
   Communicator* comm_ = nullptr;  // not owned
@@ -42,11 +44,11 @@ class VocabParallelEmbedding {
 class ParallelLmHead {
  public:
   ParallelLmHead() = default;
-  // `weight` [V/tp, H] of this rank, or null to use the tied embedding's table.
+  // `weight` [Vs, H] of this rank (padded), or null to use the tied embedding's table.
   ParallelLmHead(kernels::OwnedTensor weight, Communicator* comm);
   ParallelLmHead(const VocabParallelEmbedding* tied, Communicator* comm);
 
-  // scratch: [tp * T * V/tp] f32 on rank 0 when tp > 1 (unused otherwise). `out` is
+  // scratch: [tp * T * Vs] f32 on rank 0 when tp > 1 (unused otherwise). `out` [T, V] is
   // written on rank 0 only; other ranks may pass an empty one.
   absl::Status Forward(kernels::Tensor out, kernels::ConstTensor x, float* scratch) const;
   int64_t bytes() const { return own_.bytes(); }

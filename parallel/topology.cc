@@ -64,6 +64,18 @@ std::string ValidEp(int64_t world, const ModelShape& m) {
   return absl::StrCat("valid ep for this model on ", world, " ranks: ", absl::StrJoin(ok, ", "));
 }
 
+absl::Status CheckShape(const ModelShape& m) {
+  if (m.n_heads < 1 || m.n_kv_heads < 1 || m.n_heads % m.n_kv_heads != 0 || m.head_dim < 1 ||
+      m.weight_block < 1 || m.ffn < 0 || m.n_experts < 0 || m.moe_ffn < 0 ||
+      (m.n_experts > 0 && m.moe_ffn < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model shape is inconsistent: ", m.n_heads, " heads, ", m.n_kv_heads,
+                     " KV heads, head dim ", m.head_dim, ", ffn ", m.ffn, ", ", m.n_experts,
+                     " experts of ffn ", m.moe_ffn, ", block ", m.weight_block));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const char* GroupName(GroupKind kind) {
@@ -80,19 +92,21 @@ const char* GroupName(GroupKind kind) {
   return "?";  // unreachable
 }
 
+absl::Status CheckTensorParallel(int64_t tp, const ModelShape& m) {
+  if (tp < 1) return absl::InvalidArgumentError(absl::StrCat("tp must be >= 1, got ", tp));
+  if (absl::Status s = CheckShape(m); !s.ok()) return s;
+  if (std::string p = TpProblem(tp, m); !p.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(p, "; ", ValidTp(m)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Topology> Topology::Make(int world, int tp, int ep, int cp, const ModelShape& m) {
   if (world < 1 || tp < 1 || ep < 1 || cp < 1) {
     return absl::InvalidArgumentError(absl::StrCat("world, tp, ep and cp must be >= 1, got world=",
                                                    world, " tp=", tp, " ep=", ep, " cp=", cp));
   }
-  if (m.n_heads < 1 || m.n_kv_heads < 1 || m.n_heads % m.n_kv_heads != 0 || m.head_dim < 1 ||
-      m.weight_block < 1 || m.ffn < 0 || m.n_experts < 0 || m.moe_ffn < 0 ||
-      (m.n_experts > 0 && m.moe_ffn < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model shape is inconsistent: ", m.n_heads, " heads, ", m.n_kv_heads,
-                     " KV heads, head dim ", m.head_dim, ", ffn ", m.ffn, ", ", m.n_experts,
-                     " experts of ffn ", m.moe_ffn, ", block ", m.weight_block));
-  }
+  if (absl::Status s = CheckShape(m); !s.ok()) return s;
   if (static_cast<int64_t>(cp) * tp != world) {
     std::vector<std::string> pairs;
     for (int t = 1; t <= world; ++t) {
@@ -104,9 +118,7 @@ absl::StatusOr<Topology> Topology::Make(int world, int tp, int ep, int cp, const
                      "; layouts cp×tp valid for this model on ", world,
                      " ranks: ", pairs.empty() ? "none" : absl::StrJoin(pairs, ", ")));
   }
-  if (std::string p = TpProblem(tp, m); !p.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "; ", ValidTp(m)));
-  }
+  if (absl::Status s = CheckTensorParallel(tp, m); !s.ok()) return s;
   if (std::string p = EpProblem(ep, world, m); !p.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(p, "; ", ValidEp(world, m)));
   }

@@ -44,6 +44,13 @@ struct ModelShape {
   int64_t weight_block = 1;
 };
 
+// The tensor-parallel rules, in one place (Topology::Make and Transformer::Load both ask):
+// tp divides the attention heads, divides or is a multiple of the KV heads, and splits the
+// attention output's columns and the dense MLP into whole weight blocks. The vocabulary
+// may be uneven (the last vocab-parallel shards are padded). InvalidArgument naming the
+// first rule broken and the tp values that would work.
+absl::Status CheckTensorParallel(int64_t tp, const ModelShape& m);
+
 enum class GroupKind : uint8_t { kTp, kCp, kEp, kMoeTp };
 const char* GroupName(GroupKind kind);  // "tp", "cp", "ep", "moe_tp"
 

@@ -65,15 +65,12 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
   }
   if (absl::Status s = m->LoadRopeFactors(source); !s.ok()) return s;
   const int W = tp->size();
-  // Query heads, the FFN and the vocabulary split evenly over the tp ranks; KV heads too,
-  // or, when tp exceeds them, each KV head is replicated on tp/Hkv adjacent ranks.
+  // Query heads and the FFN split evenly over the tp ranks, the vocabulary in padded shards;
+  // KV heads too, or, when tp exceeds them, each KV head is replicated on tp/Hkv adjacent
+  // ranks (parallel::CheckTensorParallel).
   const bool kv_replicated = W > c.n_kv_heads;
-  if (c.n_heads % W != 0 || (c.n_experts == 0 && c.ffn % W != 0) || c.vocab % W != 0 ||
-      (kv_replicated ? W % c.n_kv_heads != 0 : c.n_kv_heads % W != 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor parallelism ", W, " must divide the heads (", c.n_heads, "), FFN size (", c.ffn,
-        ") and vocabulary (", c.vocab, "), and divide or be a multiple of the KV heads (",
-        c.n_kv_heads, ")"));
+  if (absl::Status s = parallel::CheckTensorParallel(W, ShapeOf(source)); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source.path(), ": ", s.message()));
   }
   const int ep = options.ep != nullptr ? options.ep->size() : 1;
   if (c.n_experts > 0 && W > 1 && ep != W) {
@@ -92,6 +89,33 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
                                : Split::Rows(tp->rank(), W);
   m->local_ffn_ = c.ffn / W;
   if (absl::Status s = m->LoadWeights(source, options); !s.ok()) return s;
+  return m;
+}
+
+parallel::ModelShape ShapeOf(const ModelSource& source) {
+  const ModelConfig& c = *source.config();
+  parallel::ModelShape m{.n_heads = c.n_heads,
+                         .n_kv_heads = c.n_kv_heads,
+                         .head_dim = c.head_dim,
+                         .ffn = c.n_experts > 0 ? 0 : c.ffn,
+                         .n_experts = c.n_experts,
+                         .moe_ffn = c.expert_ffn,
+                         .vocab = c.vocab};
+  // Row-parallel weights are cut by columns: the largest block among them bounds the cut.
+  auto arch = FindArch(c.arch);
+  if (!arch.ok()) return m;
+  const TensorNames names =
+      source.format() == ModelSource::Format::kGguf ? GgufTensorNames() : HfTensorNames(**arch);
+  WeightLoader loader(source);
+  // Up to the first layer the file lacks (a hostile config's layer count costs nothing).
+  for (int64_t l = 0; l < c.n_layers && loader.Info(LayerName(names.o, l)) != nullptr; ++l) {
+    for (const std::string& pattern : {names.o, names.down, names.expert_down}) {
+      if (pattern.empty()) continue;
+      if (const TensorInfo* t = loader.Info(LayerName(pattern, l))) {
+        m.weight_block = std::max(m.weight_block, kernels::Info(t->type).block_elems);
+      }
+    }
+  }
   return m;
 }
 
@@ -127,9 +151,10 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
   };
   const int64_t H = c.hidden, D = c.head_dim, V = c.vocab;
 
-  auto emb = load(names.embedding, {V, H}, Split::Rows(rank, W));
+  const int64_t vocab_shard = (V + W - 1) / W;  // the last shards padded (embedding.h)
+  auto emb = load(names.embedding, {V, H}, Split::PaddedRows(rank, W));
   if (!emb.ok()) return emb.status();
-  embedding_ = parallel::VocabParallelEmbedding(std::move(*emb), rank * (V / W), V, tp_);
+  embedding_ = parallel::VocabParallelEmbedding(std::move(*emb), rank * vocab_shard, V, tp_);
 
   // A layer count the file does not back would size layers_ before any tensor is missed.
   if (const std::string last = LayerName(names.attn_norm, c.n_layers - 1); !loader.Has(last)) {
@@ -204,7 +229,7 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
   if (!final_norm.ok()) return final_norm.status();
   final_norm_ = std::move(*final_norm);
   if (loader.Has(names.lm_head)) {
-    auto head = load(names.lm_head, {V, H}, Split::Rows(rank, W));
+    auto head = load(names.lm_head, {V, H}, Split::PaddedRows(rank, W));
     if (!head.ok()) return head.status();
     lm_head_ = parallel::ParallelLmHead(std::move(*head), tp_);
   } else {
@@ -368,13 +393,15 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   const bool logits_here = tp_->rank() == 0;
   const int64_t logit_rows = logits_here ? out_rows : 0;
   const int64_t scratch_rows = tp_->size() > 1 ? logit_rows : 0;
+  // The gathered shards hold tp * ceil(V / tp) columns, padding included.
+  const int64_t W = tp_->size(), padded_vocab = W * ((V + W - 1) / W);
   std::vector<float> x, h, o, attn, g, u, sel, scratch;
   const int64_t attn_floats = layers_.empty() ? 0 : layers_.front().attention.scratch_per_token();
   {
     using kernels::CheckedProduct;
     const std::optional<int64_t> floats = kernels::CheckedSum(
         {CheckedProduct({T, 3 * H + attn_floats + 2 * F}), CheckedProduct({out_rows, H}),
-         CheckedProduct({logit_rows + scratch_rows, V})});
+         CheckedProduct({logit_rows, V}), CheckedProduct({scratch_rows, padded_vocab})});
     const std::string what = absl::StrCat("the activations and logits of a ", T, "-token step");
     if (absl::Status s = kernels::CheckAvailable(
             floats ? CheckedProduct({*floats, static_cast<int64_t>(sizeof(float))}) : std::nullopt,
@@ -388,7 +415,7 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
       for (std::vector<float>* b : {&g, &u}) b->resize(T * F);
       sel.resize(out_rows * H);
       logits.resize(logit_rows * V);
-      scratch.resize(scratch_rows * V);
+      scratch.resize(scratch_rows * padded_vocab);
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(absl::StrCat(what, ": the allocation failed"));
     }

@@ -26,6 +26,7 @@
 #include "parallel/embedding.h"
 #include "parallel/linear.h"
 #include "parallel/moe.h"
+#include "parallel/topology.h"
 #include "runtime/engine/attention_layer.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/model/model_source.h"
@@ -50,6 +51,11 @@ struct SeqChunk {
   bool all_logits = false;          // logits for every token, not only the last
   bool logits = true;               // false: no logits at all (a non-final prefill chunk)
 };
+
+// The shape the tp/ep rules look at (parallel::ModelShape), with the largest storage block
+// of the weights a row-parallel layer cuts by columns (attention output, MLP and expert
+// down projections) in this file: 32 for Q8_0, 256 for K-quants, 1 for float weights.
+parallel::ModelShape ShapeOf(const ModelSource& source);
 
 class Transformer {
  public:

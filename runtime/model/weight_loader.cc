@@ -1,5 +1,6 @@
 #include "runtime/model/weight_loader.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -32,6 +33,21 @@ absl::StatusOr<kernels::OwnedTensor> WeightLoader::Load(absl::string_view name,
   const int dim = split.dim < 0 ? rank + split.dim : split.dim;
   if (dim < 0 || dim >= rank || split.parts < 1 || split.index < 0 || split.index >= split.parts) {
     return absl::InternalError(absl::StrCat(where, ": bad split"));
+  }
+  if (split.pad) {
+    if (dim != 0) return absl::InternalError(absl::StrCat(where, ": padded split of columns"));
+    const int64_t part = (shape[0] + split.parts - 1) / split.parts;
+    const int64_t begin = std::min<int64_t>(shape[0], split.index * part);
+    const int64_t rows = std::min<int64_t>(part, shape[0] - begin);
+    std::vector<int64_t> out_shape = shape;
+    out_shape[0] = part;
+    auto out = kernels::OwnedTensor::Create(t->type, out_shape, where);
+    if (!out.ok()) return out.status();
+    const int64_t row_bytes = t->bytes / shape[0];
+    std::memcpy(out->as<uint8_t>(), t->data.data() + begin * row_bytes, rows * row_bytes);
+    std::memset(out->as<uint8_t>() + rows * row_bytes, 0, (part - rows) * row_bytes);
+    bytes_loaded_ += out->bytes();
+    return out;
   }
   if (shape[dim] % split.parts != 0) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": dimension ", dim, " (", shape[dim],

@@ -21,9 +21,13 @@ struct Split {
   int dim = 0;
   int index = 0;
   int parts = 1;
+  bool pad = false;  // rows only: see PaddedRows
   static Split None() { return {}; }
   static Split Rows(int index, int parts) { return {0, index, parts}; }
   static Split Cols(int index, int parts) { return {-1, index, parts}; }
+  // Rows cut into parts of ceil(rows / parts), the last ones short and zero-filled to that
+  // size (vocab-parallel tables whose vocabulary tp does not divide).
+  static Split PaddedRows(int index, int parts) { return {0, index, parts, true}; }
 };
 
 class WeightLoader {
@@ -37,6 +41,8 @@ class WeightLoader {
   absl::StatusOr<kernels::OwnedTensor> LoadF32(absl::string_view name,
                                                const std::vector<int64_t>& shape, Split split);
   bool Has(absl::string_view name) const;
+  // The tensor's name, shape and type, or null when the file has no such tensor.
+  const TensorInfo* Info(absl::string_view name) const { return Find(name); }
 
   // Bytes of weights this loader has copied out so far: the rank's resident weights.
   int64_t bytes_loaded() const { return bytes_loaded_; }

@@ -154,6 +154,23 @@ TEST(EngineRanksTest, TensorParallelMatchesOneProcessAndLogitsReachTheLeaderOnly
   EXPECT_EQ(gathered[0], gathered[1]);
 }
 
+TEST(EngineRanksTest, UnevenVocabularyTensorParallelMatchesOneProcess) {
+  // Vocabulary 389 (prime): at tp 2 and 4 the last embedding and LM-head shards are padded.
+  for (const std::string file : {"", "/model-f32.gguf"}) {
+    auto source = ModelSource::Open(std::string(TESSERA_TEST_DATA_DIR) + "/golden/llama_uneven" + file);
+    ASSERT_TRUE(source.ok()) << source.status();
+    ASSERT_EQ((*source)->config()->vocab, 389);
+    const std::vector<EngineRequest> reqs = Requests(8, 389);
+    const auto want = RunSolo(**source, reqs);
+    for (int tp : {2, 4}) {
+      std::vector<int64_t> gathered;
+      ExpectSame(RunRanks(**source, tp, /*ep=*/false, reqs, &gathered), want,
+                 "uneven vocabulary, tp " + std::to_string(tp) + file);
+      EXPECT_EQ(gathered.front(), gathered.back());  // padded: every rank sends as much
+    }
+  }
+}
+
 TEST(EngineRanksTest, ExpertParallelMatchesOneProcess) {
   auto source = Open("mixtral");
   ASSERT_NE(source, nullptr);

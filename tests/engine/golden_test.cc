@@ -131,7 +131,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"llama31", "model-f32.gguf", false, 1e-4},
                       Case{"llama31", "model-q8_0.gguf", true, 1e-4},
                       Case{"qwen3", "hf", false, 1e-4}, Case{"qwen3", "model-f32.gguf", false, 1e-4},
-                      Case{"qwen3", "model-q8_0.gguf", true, 1e-4}),
+                      Case{"qwen3", "model-q8_0.gguf", true, 1e-4},
+                      Case{"llama_uneven", "hf", false, 1e-4},
+                      Case{"llama_uneven", "model-f32.gguf", false, 1e-4}),
     [](const auto& info) {
       std::string n = info.param.arch + "_" + info.param.file + (info.param.exact ? "_exact" : "");
       for (char& ch : n) {
@@ -139,6 +141,24 @@ INSTANTIATE_TEST_SUITE_P(
       }
       return n;
     });
+
+// The tp rules see the file's storage blocks: Qwen3's FFN of 96 splits over tp 2 as floats
+// (48 columns each) but not as Q8_0 (blocks of 32), and the refusal says what works.
+TEST(ShapeOfTest, WeightBlockComesFromTheFile) {
+  for (const auto& [file, block] : std::vector<std::pair<std::string, int64_t>>{
+           {"", 1}, {"/model-f32.gguf", 1}, {"/model-q8_0.gguf", 32}}) {
+    auto source = ModelSource::Open(GoldenDir("qwen3") + file);
+    ASSERT_TRUE(source.ok()) << source.status();
+    const parallel::ModelShape shape = ShapeOf(**source);
+    EXPECT_EQ(shape.weight_block, block) << file;
+    const absl::Status tp2 = parallel::CheckTensorParallel(2, shape);
+    if (block == 1) {
+      EXPECT_TRUE(tp2.ok()) << tp2;
+    } else {
+      EXPECT_NE(tp2.message().find("valid tp for this model: 1"), std::string::npos) << tp2;
+    }
+  }
+}
 
 // The fast path on quantized files (weights decoded in registers, f32 activations) stays
 // as close to transformers as the exact path.

@@ -166,7 +166,7 @@ absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, doub
     return absl::InvalidArgumentError(
         absl::StrCat(r.source->path(), ": holds no model weights (tokenizer files only)"));
   }
-  auto replica = parallel::Replica::Join(argc, argv, tp, ep, ShapeOf(*r.source->config()),
+  auto replica = parallel::Replica::Join(argc, argv, tp, ep, ShapeOf(*r.source),
                                          absl::Seconds(timeout_s));
   if (!replica.ok()) return replica.status();
   r.replica = *std::move(replica);
@@ -192,16 +192,6 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const M
                                                    ") differ"));
   }
   return tok;
-}
-
-parallel::ModelShape ShapeOf(const ModelConfig& c) {
-  return parallel::ModelShape{.n_heads = c.n_heads,
-                              .n_kv_heads = c.n_kv_heads,
-                              .head_dim = c.head_dim,
-                              .ffn = c.n_experts > 0 ? 0 : c.ffn,
-                              .n_experts = c.n_experts,
-                              .moe_ffn = c.expert_ffn,
-                              .vocab = c.vocab};
 }
 
 int Fail(const char* cmd, const absl::Status& status) {

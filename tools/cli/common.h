@@ -80,8 +80,6 @@ absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, doub
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const ModelSource& source,
                                                                          const Transformer& model);
 
-// The layout-relevant shape of a model, as parallel::Topology checks it.
-parallel::ModelShape ShapeOf(const ModelConfig& config);
 
 // Prints "tessera CMD: message" to stderr and returns exit code 1.
 int Fail(const char* cmd, const absl::Status& status);

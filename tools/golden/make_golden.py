@@ -100,6 +100,15 @@ ARCHS = {
                  max_position_embeddings=128, rope_theta=1000000.0, rms_norm_eps=1e-6,
                  tie_word_embeddings=False, use_sliding_window=False),
         quants=[QT.Q8_0]),
+    # A vocabulary that no tp > 1 divides (389 is prime), with heads and FFN that tp 2 and 4
+    # do: vocab-parallel layers pad their last shard. The tokenizer keeps 256 byte tokens.
+    "llama_uneven": dict(
+        cls=transformers.LlamaConfig, model_type="llama", gguf_arch="llama", permute=True,
+        cfg=dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=4,
+                 intermediate_size=136, num_hidden_layers=2, vocab_size=389,
+                 max_position_embeddings=128, rope_theta=10000.0, rms_norm_eps=1e-5,
+                 tie_word_embeddings=False),
+        quants=[]),
 }
 
 
