@@ -28,8 +28,8 @@ step "ASan + UBSan: unit suite"
 deploy/build.sh asan
 ctest --preset asan -j2 -L unit
 
-step "TSan: thread pool, in-process communicator, parallel layers, engine across ranks"
-tsan_tests=(kernels_test communicator_test linear_tp_test moe_ep_test engine_ranks_test)
+step "TSan: thread pool, in-process communicator, parallel layers, ring attention, engine across ranks"
+tsan_tests=(kernels_test communicator_test linear_tp_test moe_ep_test engine_ranks_test ring_attention_test)
 deploy/build.sh tsan "${tsan_tests[@]}"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   ctest --preset tsan -j2 -L unit -E '_NOT_BUILT$|^fuzz_replay_'  # every test of those binaries

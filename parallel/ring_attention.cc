@@ -35,6 +35,7 @@ class Block {
   void Pack(const RingAttentionArgs& a, int64_t n) {
     const int64_t h[2] = {n, a.documents.empty() ? 0 : 1};
     std::memcpy(bytes_.data(), h, kHeader);
+    if (n == 0) return;  // (an empty rank's spans may be null)
     std::memcpy(positions(), a.positions.data(), n * 4);
     if (!a.documents.empty()) std::memcpy(documents(), a.documents.data(), n * 4);
     std::memcpy(keys(), a.k.as<const float>(), n * width_ * 4);
