@@ -97,8 +97,8 @@ for spec in "smollm2 $model 1" "smollm2 $model 3" "dense $dense_model 1" "dense 
     -r "$reps" --tp "$tp" --json 2>/dev/null > "$out/tp-$name-$tp.json"
 done
 
-# bench/serve.sh's section (the last one) is kept.
-serving=$(sed -n '/^## Serving over gRPC/,$p' bench/RESULTS.md 2>/dev/null || true)
+# bench/ring.sh's and bench/serve.sh's sections (the last ones) are kept.
+serving=$(sed -n '/^## \(Ring attention\|Serving over gRPC\)/,$p' bench/RESULTS.md 2>/dev/null || true)
 "$TESSERA_PYTHON" - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" "$out" > bench/RESULTS.md <<'PY'
 import datetime, json, platform, subprocess, sys
 TP_NOTES = """
