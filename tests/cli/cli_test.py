@@ -38,6 +38,29 @@ class InspectTest(unittest.TestCase):
         self.assertEqual(tok["chat_format"], "chatml")
         self.assertEqual(tok["special"]["eos"]["text"], "<|im_end|>")
 
+    def test_runnable_says_why_not(self):
+        j = json.loads(run("inspect", "smollm2-135m-instruct", "--json").stdout)
+        self.assertIs(j["runnable"], True)
+        self.assertIn("runnable      yes", run("inspect", "smollm2-135m-instruct").stdout.decode())
+        j = json.loads(run("inspect", os.path.join(DATA, "golden", "llama_uneven"), "--json").stdout)
+        self.assertIs(j["runnable"], False)
+        self.assertIn("vocabulary (389) and its tokenizer's (256) differ", j["runnable_reason"])
+        j = json.loads(run("inspect", os.path.join(DATA, "tokenizers", "qwen3"), "--json").stdout)
+        self.assertIs(j["runnable"], False)
+        self.assertIn("no model weights", j["runnable_reason"])
+        # The golden Llama GGUF relabelled as an architecture Tessera lacks (same-length names).
+        with open(os.path.join(DATA, "golden", "llama", "model-f32.gguf"), "rb") as f:
+            data = f.read().replace(b"llama.", b"gemma.")
+        key = b"general.architecture"
+        at = data.index(key) + len(key) + 12  # u32 type, u64 length, then the 5 bytes
+        data = data[:at] + b"gemma" + data[at + 5:]
+        with tempfile.NamedTemporaryFile(suffix=".gguf") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            j = json.loads(run("inspect", tmp.name, "--json").stdout)
+            self.assertIs(j["runnable"], False)
+            self.assertIn("architecture 'gemma' is not supported", j["runnable_reason"])
+
     def test_text_output_mentions_architecture(self):
         out = run("inspect", "smollm2-135m-instruct").stdout.decode()
         self.assertIn("architecture  llama", out)

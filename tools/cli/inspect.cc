@@ -1,10 +1,13 @@
-// tessera inspect MODEL [--json]: what a model file holds.
+// tessera inspect MODEL [--json]: what a model file holds, and whether Tessera can run it.
 #include <cstdio>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "kernels/buffer.h"
+#include "parallel/communicator.h"
+#include "runtime/engine/transformer.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/common.h"
@@ -73,6 +76,32 @@ json Describe(const ModelSource& model, const tokenizer::Tokenizer* tok,
   return j;
 }
 
+// Whether `tessera generate` runs the model on one process, and if not why: the model is
+// loaded for real (the reason is the loader's own words) when its tensors fit in half the
+// free memory, else it is not checked; and its tokenizer must load and match the vocabulary.
+void AddRunnable(json& j, const ModelSource& model, const tokenizer::Tokenizer* tok,
+                 const absl::Status& tok_status) {
+  auto set = [&](json runnable, const std::string& reason) {
+    j["runnable"] = std::move(runnable);
+    j["runnable_reason"] = reason;
+  };
+  if (model.config() == nullptr) return set(false, "the folder holds no model weights (tokenizer files only)");
+  const int64_t bytes = j["tensor_bytes"].get<int64_t>(), free = kernels::AvailableMemoryBytes();
+  if (bytes > free / 2) {
+    return set(nullptr, absl::StrCat("not loaded to check: its ", bytes, " bytes of weights exceed half of the ",
+                                     free, " bytes of free memory"));
+  }
+  auto solo = parallel::MakeSoloCommunicator();
+  auto loaded = Transformer::Load(model, solo.get(), {});
+  if (!loaded.ok()) return set(false, std::string(loaded.status().message()));
+  if (tok == nullptr) return set(false, absl::StrCat("tokenizer: ", tok_status.message()));
+  if ((*loaded)->config().vocab != tok->vocab_size()) {
+    return set(false, absl::StrCat("the model's vocabulary (", (*loaded)->config().vocab,
+                                   ") and its tokenizer's (", tok->vocab_size(), ") differ"));
+  }
+  set(true, "");
+}
+
 std::string HumanBytes(int64_t b) {
   if (b >= (1 << 20)) return absl::StrFormat("%.1f MiB", b / 1048576.0);
   if (b >= 1024) return absl::StrFormat("%.1f KiB", b / 1024.0);
@@ -100,6 +129,13 @@ void PrintText(const json& j, bool with_metadata) {
     for (const auto& [k, v] : j["gguf"]["metadata"].items()) {
       std::printf("  %-44s %s\n", k.c_str(), v.get<std::string>().c_str());
     }
+  }
+  if (j["runnable"].is_boolean()) {
+    std::printf("runnable      %s\n", j["runnable"].get<bool>()
+                                          ? "yes"
+                                          : ("no: " + j["runnable_reason"].get<std::string>()).c_str());
+  } else {
+    std::printf("runnable      %s\n", j["runnable_reason"].get<std::string>().c_str());
   }
   const json& t = j["tokenizer"];
   std::printf("\ntokenizer     ");
@@ -143,7 +179,8 @@ int InspectMain(int argc, char** argv) {
   auto model = ModelSource::Open(args->positional()[0]);
   if (!model.ok()) return Fail("inspect", model.status());
   auto tok = LoadTokenizer(**model);
-  const json j = Describe(**model, tok.ok() ? tok->get() : nullptr, tok.status());
+  json j = Describe(**model, tok.ok() ? tok->get() : nullptr, tok.status());
+  AddRunnable(j, **model, tok.ok() ? tok->get() : nullptr, tok.status());
   if (args->Has("--json")) {
     std::printf("%s\n", DumpJson(j, 2).c_str());
   } else {
