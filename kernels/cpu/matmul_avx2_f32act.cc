@@ -6,13 +6,12 @@
 //
 // Weights follow the format's own affine map (Q4_1's d·q + m, Q4_K's d·sc·q − dmin·m,
 // Q6_K's d·sc·(q − 32), ...); the fused dot applies it per 32-element unit as
-// d·(q·x) + a·sum(x), so results differ from MatMulReference only by f32 rounding and
-// summation order.
+// d·(q·x) + a·sum(x) (Q2_K, whose mins change every 16 elements, is decoded to finished
+// weights), so results differ from MatMulReference only by f32 rounding and summation order.
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/matmul_internal.h"
@@ -217,6 +216,40 @@ struct Q4_K {
       const __m256i v = Bytes8(qs + 8 * c);
       q[c] = _mm256_cvtepi32_ps(J % 2 == 0 ? _mm256_and_si256(v, _mm256_set1_epi32(0x0F))
                                            : _mm256_srli_epi32(v, 4));
+    }
+  }
+};
+
+// Q2_K: unit J (half J / 4, bit pair J % 4 of qs[32 (J / 4) ..], as Q3_K) with a scale and a
+// min per 16 elements: x = d * sc * q - dmin * m. The mins change every 16 elements, finer
+// than the 32-element sums the offset term uses, so Decode32 yields finished weights (scale 1).
+struct Q2_K {
+  static constexpr int kElems = 256, kBytes = 84;
+  static constexpr bool kOffset = false;
+  struct HeadK {
+    float d[16], m[16];  // d * sc_i, dmin * m_i
+  };
+  TESSERA_AVX2_INLINE static HeadK Head(const uint8_t* b) {
+    const float d = Half(b + 80), dmin = Half(b + 82);
+    HeadK h;
+    for (int i = 0; i < 16; ++i) {
+      h.d[i] = d * static_cast<float>(b[i] & 0x0F);
+      h.m[i] = dmin * static_cast<float>(b[i] >> 4);
+    }
+    return h;
+  }
+  template <int J>
+  TESSERA_AVX2_INLINE static UnitScale Scales(const HeadK&) {
+    return {1.0f, 1.0f, 0.0f};
+  }
+  template <int J>
+  TESSERA_AVX2_INLINE static void Decode32(const uint8_t* b, const HeadK& h, __m256* q) {
+    constexpr int half = J / 4, shift = 2 * (J % 4);
+    for (int c = 0; c < 4; ++c) {
+      const int is = 2 * J + c / 2;
+      const __m256i v = _mm256_and_si256(_mm256_srli_epi32(Bytes8(b + 16 + 32 * half + 8 * c), shift),
+                                         _mm256_set1_epi32(3));
+      q[c] = _mm256_fmsub_ps(_mm256_set1_ps(h.d[is]), _mm256_cvtepi32_ps(v), _mm256_set1_ps(h.m[is]));
     }
   }
 };
@@ -526,30 +559,6 @@ struct Float {
   };
 };
 
-// Types without a register decoder yet (Q2_K, whose mins change every 16 elements): each row
-// dequantized by the scalar reference into a per-thread buffer, then the f32 dot.
-template <DType T>
-struct Dequantized {
-  template <int NT>
-  struct K {
-    TESSERA_AVX2 static void Run(float* out, int64_t os, const uint8_t* w, int64_t ws, int64_t rows,
-                                 const float* x, const float* xsum, int64_t xs, int64_t k) {
-      thread_local std::vector<float> row;
-      row.resize(k);
-      const auto* f = reinterpret_cast<const uint8_t*>(row.data());
-      for (int64_t r = 0; r < rows; ++r) {
-        DequantizeRow(row.data(), w + r * ws, T, k);
-        DotRowFloat<F32, NT>(out + r, os, f, x, xsum, xs, k);
-      }
-    }
-  };
-};
-
-template <DType T>
-void DequantRowScalar(float* out, const uint8_t* w, int64_t k) {
-  DequantizeRow(out, w, T, k);
-}
-
 }  // namespace
 
 RowsDotF32Fn Avx2RowsDotF32Act(DType t) {
@@ -575,7 +584,7 @@ RowsDotF32Fn Avx2RowsDotF32Act(DType t) {
     case DType::kQ5_1:
       return ByNt<Quant<Q5<true>>::K>;
     case DType::kQ2_K:
-      return ByNt<Dequantized<DType::kQ2_K>::K>;
+      return ByNt<Quant<Q2_K>::K>;
     case DType::kQ3_K:
       return ByNt<Quant<Q3_K>::K>;
     case DType::kQ5_K:
@@ -614,7 +623,7 @@ DequantizeRowFn Avx2DequantizeRow(DType t) {
     case DType::kQ5_1:
       return DequantRowQ<Q5<true>>;
     case DType::kQ2_K:
-      return DequantRowScalar<DType::kQ2_K>;
+      return DequantRowQ<Q2_K>;
     case DType::kQ3_K:
       return DequantRowQ<Q3_K>;
     case DType::kQ5_K:
