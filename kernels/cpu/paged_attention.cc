@@ -115,43 +115,69 @@ void Combine(internal::Partial into, internal::Partial from, int64_t lanes, int6
   }
 }
 
-void Clear(internal::Partial p, int64_t lanes, int64_t d) {
+}  // namespace
+
+namespace internal {
+
+void ClearPartial(Partial p, int64_t lanes, int64_t d) {
   std::fill(p.m, p.m + lanes, kNegInf);
   std::fill(p.l, p.l + lanes, 0.0f);
   std::fill(p.acc, p.acc + lanes * d, 0.0f);
 }
 
-}  // namespace
+void TaskKeys(const SplitTask& t, int64_t* lo, int64_t* hi) {
+  *lo = std::max(t.k_begin, t.window > 0 ? t.first_position - t.window + 1 : int64_t{0});
+  *hi = std::min(t.k_end, t.first_position + t.rows);
+}
 
-namespace internal {
+void RowKeys(const SplitTask& t, int64_t r, int64_t kb0, int64_t kb1, int64_t* lo, int64_t* hi) {
+  const int64_t pos = t.first_position + r;
+  *lo = std::max(kb0, t.window > 0 ? pos - t.window + 1 : int64_t{0});
+  *hi = std::min(kb1, pos + 1);
+}
+
+void BlockRows(const SplitTask& t, int64_t b, int64_t kb0, int64_t kb1, SplitScratch scratch,
+               const float** k, const float** v) {
+  const PagedKv& c = *t.cache;
+  const int64_t width = c.kv_heads * t.d;
+  const int64_t at = t.blocks[b] * c.block_stride + (kb0 - b * c.block_size) * width;
+  if (c.type == DType::kF32) {
+    *k = static_cast<const float*>(c.k) + at;
+    *v = static_cast<const float*>(c.v) + at;
+    return;
+  }
+  WidenRow(scratch.k, c.k, c.type, at, (kb1 - kb0) * width);  // rows kb0.. are contiguous
+  WidenRow(scratch.v, c.v, c.type, at, (kb1 - kb0) * width);
+  *k = scratch.k, *v = scratch.v;
+}
+
+void FoldScores(Partial out, int64_t lane, float* sc, int64_t n, int64_t d) {
+  const float bmax = *std::max_element(sc, sc + n);
+  if (bmax > out.m[lane]) {
+    if (out.l[lane] > 0) {
+      const float rescale = std::exp(out.m[lane] - bmax);
+      simd::Scale(out.acc + lane * d, rescale, d);
+      out.l[lane] *= rescale;
+    }
+    out.m[lane] = bmax;
+  }
+  out.l[lane] += simd::ExpSubSum(sc, n, out.m[lane]);
+}
 
 void AttendSplit(const SplitTask& t, Partial out, SplitScratch scratch) {
   if (t.d % 8 == 0 && simd::HasAvx2()) return AttendSplitAvx2(t, out, scratch);
-  const PagedKv& c = *t.cache;
-  const int64_t d = t.d, width = c.kv_heads * d, bs = c.block_size;
-  Clear(out, t.rows * t.heads, d);
-  const int64_t p_last = t.first_position + t.rows - 1;
-  const int64_t lo_all =
-      std::max(t.k_begin, t.window > 0 ? t.first_position - t.window + 1 : int64_t{0});
-  const int64_t hi_all = std::min(t.k_end, p_last + 1);
+  const int64_t d = t.d, stride = t.cache->kv_heads * d, bs = t.cache->block_size;
+  ClearPartial(out, t.rows * t.heads, d);
+  int64_t lo_all, hi_all;
+  TaskKeys(t, &lo_all, &hi_all);
   float* sc = scratch.scores;
   for (int64_t b = lo_all / bs; b * bs < hi_all; ++b) {
     const int64_t kb0 = std::max(b * bs, lo_all), kb1 = std::min((b + 1) * bs, hi_all);
-    const int64_t at = t.blocks[b] * c.block_stride + (kb0 - b * bs) * width;
     const float *kr, *vr;
-    const int64_t stride = width;
-    if (c.type == DType::kF32) {
-      kr = static_cast<const float*>(c.k) + at;
-      vr = static_cast<const float*>(c.v) + at;
-    } else {
-      WidenRow(scratch.k, c.k, c.type, at, (kb1 - kb0) * width);
-      WidenRow(scratch.v, c.v, c.type, at, (kb1 - kb0) * width);
-      kr = scratch.k, vr = scratch.v;
-    }
+    BlockRows(t, b, kb0, kb1, scratch, &kr, &vr);
     for (int64_t r = 0; r < t.rows; ++r) {
-      const int64_t pos = t.first_position + r;
-      const int64_t lo = std::max(kb0, t.window > 0 ? pos - t.window + 1 : int64_t{0});
-      const int64_t hi = std::min(kb1, pos + 1);
+      int64_t lo, hi;
+      RowKeys(t, r, kb0, kb1, &lo, &hi);
       if (lo >= hi) continue;
       const int64_t n = hi - lo;
       for (int64_t h = 0; h < t.heads; ++h) {
@@ -160,18 +186,8 @@ void AttendSplit(const SplitTask& t, Partial out, SplitScratch scratch) {
         const float* v = vr + (lo - kb0) * stride + (h / t.group) * d;
         for (int64_t p = 0; p < n; ++p) sc[p] = t.scale * simd::Dot(q, k + p * stride, d);
         const int64_t lane = r * t.heads + h;
-        float* acc = out.acc + lane * d;
-        const float bmax = *std::max_element(sc, sc + n);
-        if (bmax > out.m[lane]) {
-          if (out.l[lane] > 0) {
-            const float rescale = std::exp(out.m[lane] - bmax);
-            simd::Scale(acc, rescale, d);
-            out.l[lane] *= rescale;
-          }
-          out.m[lane] = bmax;
-        }
-        out.l[lane] += simd::ExpSubSum(sc, n, out.m[lane]);
-        for (int64_t p = 0; p < n; ++p) simd::Axpy(acc, sc[p], v + p * stride, d);
+        FoldScores(out, lane, sc, n, d);
+        for (int64_t p = 0; p < n; ++p) simd::Axpy(out.acc + lane * d, sc[p], v + p * stride, d);
       }
     }
   }
@@ -237,7 +253,7 @@ void PagedAttention(Tensor out, Tensor* lse, ConstTensor q, const PagedKv& c,
       for (int64_t it = i0; it < i1; ++it) {
         const Item& w = items[it];
         const internal::Partial fold = At(buf.fold.data(), w.lanes), part = At(buf.part.data(), w.lanes);
-        Clear(fold, w.lanes, d.d);
+        internal::ClearPartial(fold, w.lanes, d.d);
         for (int64_t sp = 0; sp < w.splits; ++sp) {
           internal::AttendSplit(task_of(w, sp), part, buf.scratch());
           Combine(fold, part, w.lanes, d.d);
@@ -270,7 +286,7 @@ void PagedAttention(Tensor out, Tensor* lse, ConstTensor q, const PagedKv& c,
     for (int64_t it = i0; it < i1; ++it) {
       const Item& w = items[it];
       const internal::Partial fold = At(buf.fold.data(), w.lanes);
-      Clear(fold, w.lanes, d.d);
+      internal::ClearPartial(fold, w.lanes, d.d);
       for (int64_t sp = 0; sp < w.splits; ++sp) Combine(fold, part_of(w, sp), w.lanes, d.d);
       finish(w, fold);
     }

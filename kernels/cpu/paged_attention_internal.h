@@ -42,12 +42,28 @@ struct Partial {
 };
 
 // Scratch for one thread: a block's keys and values widened to f32 (block_size * Hkv * d
-// floats each; 16-bit caches only) and block_size + 8 scores.
+// floats each; 16-bit caches only) and block_size + 8 scores (Score4 writes whole fours).
 struct SplitScratch {
   float* k = nullptr;
   float* v = nullptr;
   float* scores = nullptr;
 };
+
+// The pieces both kernels walk in the same way (paged_attention.cc):
+// keys [*lo, *hi) that some row of the task can see;
+void TaskKeys(const SplitTask& t, int64_t* lo, int64_t* hi);
+// row r's visible keys within [kb0, kb1) (empty when *lo >= *hi);
+void RowKeys(const SplitTask& t, int64_t r, int64_t kb0, int64_t kb1, int64_t* lo, int64_t* hi);
+// keys and values [kb0, kb1) of block b (a range inside it), every KV head, as f32 rows
+// Hkv * d floats apart: the cache itself when it is f32, else widened into the scratch;
+void BlockRows(const SplitTask& t, int64_t b, int64_t kb0, int64_t kb1, SplitScratch scratch,
+               const float** k, const float** v);
+// the online softmax of one lane over a block: given its n scaled scores in sc, rescales
+// the lane's state to the new max, adds exp(score - m) to l and leaves those weights in sc
+// for the value sum.
+void FoldScores(Partial out, int64_t lane, float* sc, int64_t n, int64_t d);
+// out = no key seen yet, for `lanes` lanes.
+void ClearPartial(Partial out, int64_t lanes, int64_t d);
 
 // Fills `out` (rows * heads lanes) with the split's partials. The AVX2 kernel needs
 // d % 8 == 0 and simd::HasAvx2(); AttendSplit picks it when it can.

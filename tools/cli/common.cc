@@ -182,15 +182,18 @@ absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, doub
   return r;
 }
 
+absl::Status CheckTokenizerVocab(const ModelConfig& model, const tokenizer::Tokenizer& tok) {
+  if (model.vocab == tok.vocab_size()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("the model's vocabulary (", model.vocab,
+                                                 ") and its tokenizer's (", tok.vocab_size(),
+                                                 ") differ"));
+}
+
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const ModelSource& source,
                                                                          const Transformer& model) {
   auto tok = LoadTokenizer(source);
   if (!tok.ok()) return tok.status();
-  if (model.config().vocab != (*tok)->vocab_size()) {
-    return absl::InvalidArgumentError(absl::StrCat("the model's vocabulary (", model.config().vocab,
-                                                   ") and its tokenizer's (", (*tok)->vocab_size(),
-                                                   ") differ"));
-  }
+  if (absl::Status s = CheckTokenizerVocab(model.config(), **tok); !s.ok()) return s;
   return tok;
 }
 

@@ -76,6 +76,8 @@ struct LoadedReplica {
 // the rank's start line (rank, groups, pid, weight bytes).
 absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, double timeout_s,
                                           int* argc, char*** argv);
+// InvalidArgument naming both sizes unless `tok` has the model's vocabulary.
+absl::Status CheckTokenizerVocab(const ModelConfig& model, const tokenizer::Tokenizer& tok);
 // The model's tokenizer, refused when its vocabulary is not the model's.
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const ModelSource& source,
                                                                          const Transformer& model);

@@ -95,11 +95,8 @@ void AddRunnable(json& j, const ModelSource& model, const tokenizer::Tokenizer* 
   auto loaded = Transformer::Load(model, solo.get(), {});
   if (!loaded.ok()) return set(false, std::string(loaded.status().message()));
   if (tok == nullptr) return set(false, absl::StrCat("tokenizer: ", tok_status.message()));
-  if ((*loaded)->config().vocab != tok->vocab_size()) {
-    return set(false, absl::StrCat("the model's vocabulary (", (*loaded)->config().vocab,
-                                   ") and its tokenizer's (", tok->vocab_size(), ") differ"));
-  }
-  set(true, "");
+  const absl::Status vocab = CheckTokenizerVocab((*loaded)->config(), *tok);
+  set(vocab.ok(), std::string(vocab.message()));
 }
 
 std::string HumanBytes(int64_t b) {
