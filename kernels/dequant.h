@@ -11,10 +11,6 @@
 
 namespace tessera::kernels {
 
-// The 16 non-uniform levels that IQ4_NL and IQ4_XS quants index (a fixed table of the format).
-inline constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                          1,    13,   25,  38,  53,  69,  89,  113};
-
 // out[n] f32 <- src[BytesFor(type, n)] of `type`.
 void DequantizeRow(float* out, const void* src, DType type, int64_t n);
 

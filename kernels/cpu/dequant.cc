@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/quant_layout.h"
 #include "kernels/cpu/simd.h"
 
 namespace tessera::kernels {
@@ -157,14 +158,8 @@ void BlockQ3_K(float* y, const uint8_t* b) {
   const uint8_t* q = b + 32;
   const uint8_t* packed = b + 96;
   const float d = LoadHalf(b + 108);
-  // Scale i: low 4 bits from byte i % 8 (nibble i / 8), high 2 bits from byte 8 + i % 4
-  // (bit pair i / 4).
   int scales[16];
-  for (int i = 0; i < 16; ++i) {
-    const int lo = (packed[i % 8] >> (4 * (i / 8))) & 0x0F;
-    const int hi = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
-    scales[i] = (lo | (hi << 4)) - 32;
-  }
+  for (int i = 0; i < 16; ++i) scales[i] = internal::Q3KScale(packed, i);
   int is = 0;
   uint8_t bit = 1;
   for (int half = 0; half < 2; ++half, q += 32) {
@@ -203,8 +198,8 @@ void BlockQ5_K(float* y, const uint8_t* b) {
 void BlockIQ4_NL(float* y, const uint8_t* b) {
   const float d = LoadHalf(b);
   for (int j = 0; j < 16; ++j) {
-    y[j] = d * kIq4Levels[b[2 + j] & 0x0F];
-    y[j + 16] = d * kIq4Levels[b[2 + j] >> 4];
+    y[j] = d * internal::kIq4Levels[b[2 + j] & 0x0F];
+    y[j + 16] = d * internal::kIq4Levels[b[2 + j] >> 4];
   }
 }
 
@@ -213,15 +208,12 @@ void BlockIQ4_NL(float* y, const uint8_t* b) {
 // per sub-block of 32).  x = d * (ls - 32) * level[q]
 void BlockIQ4_XS(float* y, const uint8_t* b) {
   const float d = LoadHalf(b);
-  const uint16_t scales_h = LoadU16(b + 2);
-  const uint8_t* scales_l = b + 4;
   const uint8_t* qs = b + 8;
   for (int ib = 0; ib < 8; ++ib, y += 32, qs += 16) {
-    const int ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F) | (((scales_h >> (2 * ib)) & 3) << 4);
-    const float dl = d * (ls - 32);
+    const float dl = d * internal::Iq4XsScale(b, ib);
     for (int j = 0; j < 16; ++j) {
-      y[j] = dl * kIq4Levels[qs[j] & 0x0F];
-      y[j + 16] = dl * kIq4Levels[qs[j] >> 4];
+      y[j] = dl * internal::kIq4Levels[qs[j] & 0x0F];
+      y[j + 16] = dl * internal::kIq4Levels[qs[j] >> 4];
     }
   }
 }

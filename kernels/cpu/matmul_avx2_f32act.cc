@@ -15,7 +15,7 @@
 
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/matmul_internal.h"
-#include "kernels/dequant.h"
+#include "kernels/cpu/quant_layout.h"
 
 namespace tessera::kernels::internal {
 namespace {
@@ -159,12 +159,8 @@ struct IQ4_XS {
   };
   TESSERA_AVX2_INLINE static HeadK Head(const uint8_t* b) {
     const float d = Half(b);
-    const int scales_h = b[2] | (b[3] << 8);
     HeadK h;
-    for (int j = 0; j < 8; ++j) {
-      const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 0x0F) | (((scales_h >> (2 * j)) & 3) << 4);
-      h.d[j] = d * static_cast<float>(ls - 32);
-    }
+    for (int j = 0; j < 8; ++j) h.d[j] = d * static_cast<float>(Iq4XsScale(b, j));
     return h;
   }
   template <int J>
@@ -266,11 +262,7 @@ struct Q3_K {
     const uint8_t* packed = b + 96;
     const float d = Half(b + 108);
     HeadK h;
-    for (int i = 0; i < 16; ++i) {
-      const int lo = (packed[i % 8] >> (4 * (i / 8))) & 0x0F;
-      const int hi = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
-      h.d[i] = d * static_cast<float>((lo | (hi << 4)) - 32);
-    }
+    for (int i = 0; i < 16; ++i) h.d[i] = d * static_cast<float>(Q3KScale(packed, i));
     return h;
   }
   template <int J>
