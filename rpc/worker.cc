@@ -121,6 +121,7 @@ absl::Status ServeReplica(Engine& engine, std::shared_ptr<grpc::Channel> channel
     std::fprintf(stderr, "tessera replica: registered as %s (model %s, checksum %s)\n",
                  ack.registered().replica().c_str(), opt.model.name.c_str(),
                  opt.model.checksum.c_str());
+    if (opt.on_registered) opt.on_registered();
   }
 
   Inbox inbox(opt.inbox);

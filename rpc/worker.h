@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -29,6 +30,9 @@ struct WorkerOptions {
   std::string host;             // where this replica runs, for the coordinator's messages
   double keep_alive_s = 1.0;    // an idle leader's empty step at least this often
   size_t inbox = 4096;          // coordinator messages held before the reader waits
+  // Called once the coordinator has accepted the registration, before the first request:
+  // from then on requests routed to this model can reach the replica.
+  std::function<void()> on_registered;
 };
 
 // Serves until the coordinator ends the stream (OK), `stop` becomes true (OK: open

@@ -130,7 +130,7 @@ void PrintUsage(const Args& args, const char* usage, const std::vector<FlagSpec>
 int RunReplica(const char* cmd, const LoadedReplica& loaded,
                const EngineConfig& config, const rpc::ModelIdentity& model, int tp, int ep,
                const std::function<std::shared_ptr<grpc::Channel>()>& channel,
-               Listening* listening) {
+               Listening* listening, std::function<void()> on_registered = {}) {
   parallel::Communicator* world = loaded.replica->world_comm();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*loaded.model, config, world);
   if (!engine.ok()) {
@@ -140,7 +140,7 @@ int RunReplica(const char* cmd, const LoadedReplica& loaded,
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   rpc::WorkerOptions opts{.model = model, .tensor_parallel = tp, .expert_parallel = ep,
-                          .host = host};
+                          .host = host, .on_registered = std::move(on_registered)};
   absl::Status s = rpc::ServeReplica(**engine, channel(), opts, g_stop);
   if (listening) listening->Stop();
   absl::Status down = (*engine)->Shutdown();
@@ -203,18 +203,22 @@ int ReplicaMain(const char* cmd, bool embedded, int argc, char** argv) {
   if (!tok.ok()) return fail(tok.status());
   absl::StatusOr<Listening> listening = Listen(*args, *model, **tok);
   if (!listening.ok()) return fail(listening.status());
-  std::fprintf(stderr,
-               "tessera serve: listening on %s; model %s (%s, context %d), tp %d x ep %d, KV "
-               "%lld blocks of %lld tokens\n",
-               listening->address.c_str(), model->name.c_str(), model->architecture.c_str(),
-               model->context, tp, ep, static_cast<long long>(config->kv_blocks),
-               static_cast<long long>(config->block_size));
-  std::fflush(stderr);
+  // Announced once the engine's replica has registered, so a client that starts on this
+  // line never finds the model without a replica.
+  auto announce = [&] {
+    std::fprintf(stderr,
+                 "tessera serve: listening on %s; model %s (%s, context %d), tp %d x ep %d, KV "
+                 "%lld blocks of %lld tokens\n",
+                 listening->address.c_str(), model->name.c_str(), model->architecture.c_str(),
+                 model->context, tp, ep, static_cast<long long>(config->kv_blocks),
+                 static_cast<long long>(config->block_size));
+    std::fflush(stderr);
+  };
   return RunReplica(cmd, *loaded, *config, *model, tp, ep, [&] {
     grpc::ChannelArguments ch;
     ch.SetMaxReceiveMessageSize(kMaxMessageBytes);
     return listening->server->InProcessChannel(ch);
-  }, &*listening);
+  }, &*listening, announce);
 }
 
 }  // namespace
