@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command. In order, stopping at the first failure:
-#   1. set-up (Debian packages, .venv), the real SmolLM2 model and llama.cpp's tokenizer
+#   1. set-up (Debian packages, .venv), the real SmolLM2 and Gemma 3 models and llama.cpp's tokenizer
 #      vectors;
 #   2. the release build and every test (ctest labels unit, dist, e2e);
 #   3. the whole unit suite again under AddressSanitizer + UBSan (asan preset);
@@ -15,6 +15,7 @@ step() { echo; echo "== test.sh: $* ($(date +%T))"; }
 step "set-up and test data"
 deploy/setup.sh
 deploy/fetch-model.sh smollm2-135m-instruct
+deploy/fetch-model.sh gemma3-270m-it
 deploy/fetch-test-data.sh
 
 step "release build, all tests"

@@ -76,17 +76,31 @@ TESSERA_AVX2 float ExpSubSumAvx2(float* x, int64_t n, float max) {
   return s;
 }
 
-TESSERA_AVX2 void SwiGluRowAvx2(float* out, const float* gate, const float* up, int64_t n) {
+// x * sigmoid(a(x)) * up, with a(x) = x for silu and 2 * sqrt(2 / pi) * (x + 0.044715 x^3)
+// for gelu's tanh approximation (0.5 x (1 + tanh(u)) = x * sigmoid(2u)).
+constexpr float kGeluA = 1.5957691216057308f;  // 2 * sqrt(2 / pi)
+constexpr float kGeluB = 0.044715f;
+
+inline float GeluTanh(float x) { return x / (1.0f + std::exp(-kGeluA * (x + kGeluB * x * x * x))); }
+inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+template <bool kGelu>
+TESSERA_AVX2 void GatedRowAvx2(float* out, const float* gate, const float* up, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   const __m256 sign = _mm256_set1_ps(-0.0f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 g = _mm256_loadu_ps(gate + i);
-    const __m256 e = Exp8(_mm256_xor_ps(g, sign));  // exp(-g)
-    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    __m256 a = g;
+    if constexpr (kGelu) {
+      const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+      a = _mm256_mul_ps(_mm256_set1_ps(kGeluA), _mm256_fmadd_ps(_mm256_set1_ps(kGeluB), g3, g));
+    }
+    const __m256 e = Exp8(_mm256_xor_ps(a, sign));  // exp(-a)
+    const __m256 act = _mm256_div_ps(g, _mm256_add_ps(one, e));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(act, _mm256_loadu_ps(up + i)));
   }
-  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  for (; i < n; ++i) out[i] = (kGelu ? GeluTanh(gate[i]) : Silu(gate[i])) * up[i];
 }
 
 TESSERA_AVX2 void HalfToFloatRowAvx2(float* out, const uint16_t* src, int64_t n) {
@@ -151,8 +165,13 @@ float ExpSubSum(float* x, int64_t n, float max) {
 }
 
 void SwiGluRow(float* out, const float* gate, const float* up, int64_t n) {
-  if (HasAvx2()) return SwiGluRowAvx2(out, gate, up, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  if (HasAvx2()) return GatedRowAvx2<false>(out, gate, up, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = Silu(gate[i]) * up[i];
+}
+
+void GeGluRow(float* out, const float* gate, const float* up, int64_t n) {
+  if (HasAvx2()) return GatedRowAvx2<true>(out, gate, up, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = GeluTanh(gate[i]) * up[i];
 }
 
 void HalfToFloatRow(float* out, const uint16_t* src, int64_t n) {

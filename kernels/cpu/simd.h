@@ -27,6 +27,9 @@ float SumSquares(const float* x, int64_t n);
 float ExpSubSum(float* x, int64_t n, float max);
 // out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).
 void SwiGluRow(float* out, const float* gate, const float* up, int64_t n);
+// out[i] = gelu(gate[i]) * up[i], gelu's tanh approximation written as
+// g / (1 + exp(-2 sqrt(2/pi) (g + 0.044715 g^3))).
+void GeGluRow(float* out, const float* gate, const float* up, int64_t n);
 
 // Row conversions between f32 and the 16-bit storage types (KV cache, weights):
 // out[i] = float(src[i]); and out[i] = src[i] rounded to nearest even (overflow to inf,

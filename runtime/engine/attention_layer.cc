@@ -60,7 +60,8 @@ absl::Status AttentionLayer::Forward(Tensor out, ConstTensor x, const AttentionS
   }
   kernels::PagedAttention(Tensor(attn, DType::kF32, {T, qd}), nullptr,
                           ConstTensor(q, DType::kF32, {T, qd}), cache.Layer(o.layer, o.kv_heads),
-                          step.paged, D, o.window, 1.0f / std::sqrt(static_cast<float>(D)));
+                          step.paged, D, o.window,
+                          o.scale > 0 ? o.scale : 1.0f / std::sqrt(static_cast<float>(D)));
   return w_.o.Forward(out, ConstTensor(attn, DType::kF32, {T, qd}));
 }
 

@@ -32,6 +32,7 @@ struct AttentionOptions {
   kernels::RopeLayout rope_layout = kernels::RopeLayout::kRotateHalf;
   kernels::RopeScaling rope_scaling{};
   int64_t window = 0;  // sliding window in positions; 0: full causal attention
+  float scale = 0;     // of the scores q.k; 0: 1 / sqrt(D)
 };
 
 // This rank's shard of one layer's attention weights.

@@ -64,6 +64,16 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
                                                    c.rope_scaling, "' is not supported"));
   }
   if (absl::Status s = m->LoadRopeFactors(source); !s.ok()) return s;
+  if (!c.activation.empty()) {
+    const bool gelu = m->arch_->activation == Activation::kGeluTanh;
+    const bool matches = gelu ? (c.activation == "gelu_pytorch_tanh" || c.activation == "gelu_tanh")
+                              : (c.activation == "silu" || c.activation == "swish");
+    if (!matches) {
+      return absl::UnimplementedError(absl::StrCat(
+          source.path(), ": hidden activation '", c.activation, "' is not supported for ",
+          c.arch, " (it runs ", gelu ? "gelu_pytorch_tanh" : "silu", ")"));
+    }
+  }
   const int W = tp->size();
   // Query heads and the FFN split evenly over the tp ranks, the vocabulary in padded shards;
   // KV heads too, or, when tp exceeds them, each KV head is replicated on tp/Hkv adjacent
@@ -150,6 +160,15 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
     return options.exact ? loader.LoadF32(name, shape, split) : loader.Load(name, shape, split);
   };
   const int64_t H = c.hidden, D = c.head_dim, V = c.vocab;
+  // A norm weight, as the scale it stands for (Gemma's Hugging Face weights hold scale - 1).
+  const float norm_offset = gguf_ ? 0.0f : arch_->hf_norm_offset;
+  auto load_norm = [&](const std::string& name, int64_t n) -> absl::StatusOr<OwnedTensor> {
+    auto w = loader.LoadF32(name, {n}, Split::None());
+    if (w.ok() && norm_offset != 0) {
+      for (int64_t i = 0; i < n; ++i) w->as<float>()[i] += norm_offset;
+    }
+    return w;
+  };
 
   const int64_t vocab_shard = (V + W - 1) / W;  // the last shards padded (embedding.h)
   auto emb = load(names.embedding, {V, H}, Split::PaddedRows(rank, W));
@@ -165,8 +184,8 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
     auto n = [&](const std::string& pattern) { return LayerName(pattern, l); };
-    auto attn_norm = loader.LoadF32(n(names.attn_norm), {H}, Split::None());
-    auto ffn_norm = loader.LoadF32(n(names.ffn_norm), {H}, Split::None());
+    auto attn_norm = load_norm(n(names.attn_norm), H);
+    auto ffn_norm = load_norm(n(names.ffn_norm), H);
     auto q = load(n(names.q), {c.n_heads * D, H}, Split::Rows(rank, W));
     auto k = load(n(names.k), {c.n_kv_heads * D, H}, kv_split_);
     auto v = load(n(names.v), {c.n_kv_heads * D, H}, kv_split_);
@@ -201,12 +220,20 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
       qb = std::move(*qbs), kb = std::move(*kbs), vb = std::move(*vbs);
     }
     if (arch_->qk_norm) {
-      auto qn = loader.LoadF32(n(names.q_norm), {D}, Split::None());
-      auto kn = loader.LoadF32(n(names.k_norm), {D}, Split::None());
+      auto qn = load_norm(n(names.q_norm), D);
+      auto kn = load_norm(n(names.k_norm), D);
       if (!qn.ok()) return qn.status();
       if (!kn.ok()) return kn.status();
       attention.q_norm = std::move(*qn);
       attention.k_norm = std::move(*kn);
+    }
+    if (arch_->post_norms) {
+      auto ap = load_norm(n(names.attn_post_norm), H);
+      auto fp = load_norm(n(names.ffn_post_norm), H);
+      if (!ap.ok()) return ap.status();
+      if (!fp.ok()) return fp.status();
+      L.attn_post_norm = std::move(*ap);
+      L.ffn_post_norm = std::move(*fp);
     }
     L.attn_norm = std::move(*attn_norm);
     L.ffn_norm = std::move(*ffn_norm);
@@ -214,18 +241,9 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
     attention.k = parallel::ColumnParallelLinear(std::move(*k), std::move(kb));
     attention.v = parallel::ColumnParallelLinear(std::move(*v), std::move(vb));
     attention.o = parallel::RowParallelLinear(std::move(*o), std::nullopt, tp_);
-    L.attention = AttentionLayer(std::move(attention),
-                                 {.layer = l,
-                                  .heads = local_heads_,
-                                  .kv_heads = local_kv_heads_,
-                                  .head_dim = D,
-                                  .norm_eps = static_cast<float>(c.norm_eps),
-                                  .rope_theta = static_cast<float>(c.rope_theta),
-                                  .rope_layout = rope_layout_,
-                                  .rope_scaling = rope_scaling_,
-                                  .window = c.sliding_window.value_or(0)});
+    L.attention = AttentionLayer(std::move(attention), LayerAttention(l));
   }
-  auto final_norm = loader.LoadF32(names.final_norm, {H}, Split::None());
+  auto final_norm = load_norm(names.final_norm, H);
   if (!final_norm.ok()) return final_norm.status();
   final_norm_ = std::move(*final_norm);
   if (loader.Has(names.lm_head)) {
@@ -237,6 +255,44 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
   }
   weight_bytes_ = loader.bytes_loaded();
   return absl::OkStatus();
+}
+
+AttentionOptions Transformer::LayerAttention(int64_t l) const {
+  const ModelConfig& c = config_;
+  AttentionOptions o{.layer = l,
+                     .heads = local_heads_,
+                     .kv_heads = local_kv_heads_,
+                     .head_dim = c.head_dim,
+                     .norm_eps = static_cast<float>(c.norm_eps),
+                     .rope_theta = static_cast<float>(c.rope_theta),
+                     .rope_layout = rope_layout_,
+                     .rope_scaling = rope_scaling_};
+  // Local (sliding-window) layers: the config's pattern, else the architecture's for GGUF
+  // files (which do not record it), else every layer when there is a window.
+  bool local = c.sliding_window.has_value();
+  if (!c.sliding_layers.empty()) {
+    local = c.sliding_layers[l] != 0;
+  } else if (gguf_ && arch_->gguf_sliding_pattern > 0) {
+    local = (l + 1) % arch_->gguf_sliding_pattern != 0;
+  }
+  if (local) {
+    o.window = c.sliding_window.value_or(0);
+    // A local RoPE base, where the model has one, comes without the global RoPE scaling.
+    const double local_theta =
+        c.rope_local_theta > 0 ? c.rope_local_theta : gguf_ ? arch_->gguf_local_rope_theta : 0;
+    if (local_theta > 0) {
+      o.rope_theta = static_cast<float>(local_theta);
+      o.rope_scaling = {};
+    }
+  }
+  double query_scale = c.query_scale;
+  // Gemma 3 27B scales by (hidden / heads)^-1/2 = 168^-1/2, not by its head dim 128; its
+  // GGUF files do not record query_pre_attn_scalar, and 62 layers is how llama.cpp tells it.
+  if (query_scale == 0 && gguf_ && arch_ == &Gemma3Arch() && c.n_layers == 62) {
+    query_scale = static_cast<double>(c.hidden) / static_cast<double>(c.n_heads);
+  }
+  if (query_scale > 0) o.scale = static_cast<float>(1.0 / std::sqrt(query_scale));
+  return o;
 }
 
 absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
@@ -442,12 +498,19 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   const AttentionStep step{.seqs = seqs, .paged = paged, .positions = positions};
 
   if (absl::Status s = embedding_.Forward(F32View(x, T, H), ids); !s.ok()) return s;
+  if (arch_->scale_embedding) {
+    const float scale = static_cast<float>(std::sqrt(static_cast<double>(H)));
+    for (float& v : x) v *= scale;
+  }
   for (const Layer& L : layers_) {
     kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.attn_norm.cview(), c.norm_eps);
     if (absl::Status s =
             L.attention.Forward(F32View(o, T, H), F32View(h, T, H), step, cache, attn);
         !s.ok()) {
       return s;
+    }
+    if (L.attn_post_norm) {
+      kernels::RmsNorm(F32View(o, T, H), F32View(o, T, H), L.attn_post_norm->cview(), c.norm_eps);
     }
     AddInPlace(x, o, T * H);
     kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.ffn_norm.cview(), c.norm_eps);
@@ -456,8 +519,15 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
     } else {
       L.gate.Forward(F32View(g, T, F), F32View(h, T, H));
       L.up.Forward(F32View(u, T, F), F32View(h, T, H));
-      kernels::SwiGlu(F32View(g, T, F), F32View(g, T, F), F32View(u, T, F));
+      if (arch_->activation == Activation::kGeluTanh) {
+        kernels::GeGlu(F32View(g, T, F), F32View(g, T, F), F32View(u, T, F));
+      } else {
+        kernels::SwiGlu(F32View(g, T, F), F32View(g, T, F), F32View(u, T, F));
+      }
       if (absl::Status s = L.down.Forward(F32View(o, T, H), F32View(g, T, F)); !s.ok()) return s;
+    }
+    if (L.ffn_post_norm) {
+      kernels::RmsNorm(F32View(o, T, H), F32View(o, T, H), L.ffn_post_norm->cview(), c.norm_eps);
     }
     AddInPlace(x, o, T * H);
   }

@@ -1,5 +1,6 @@
 // A decoder-only transformer (Llama family: pre-RMSNorm, GQA attention with RoPE, SwiGLU
-// MLP, tied or separate LM head), built from the parallel layers so that a tensor-parallel
+// MLP, tied or separate LM head; and what ArchSpec adds: qk-norm, QKV bias, post-norms,
+// GeGLU, scaled embeddings, local and global layers), built from the parallel layers so that a tensor-parallel
 // communicator distributes it without changes here.
 //
 // Forward() runs one step over a batch of sequences: each contributes a chunk of new tokens
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -101,6 +103,7 @@ class Transformer {
  private:
   struct Layer {
     kernels::OwnedTensor attn_norm, ffn_norm;  // [H] f32
+    std::optional<kernels::OwnedTensor> attn_post_norm, ffn_post_norm;  // [H] f32 (Gemma 3)
     AttentionLayer attention;                  // this rank's heads
     parallel::ColumnParallelLinear gate, up;   // [F, H]  (dense MLP)
     parallel::RowParallelLinear down;          // [H, F]
@@ -113,6 +116,8 @@ class Transformer {
   Transformer() = default;
   absl::Status LoadWeights(const ModelSource& source, const LoadOptions& options);
   absl::Status LoadRopeFactors(const ModelSource& source);
+  // Layer l's attention options (its window, RoPE base and scaling, score scale).
+  AttentionOptions LayerAttention(int64_t l) const;
 
   // Immutable after Load().
   ModelConfig config_;

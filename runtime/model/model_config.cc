@@ -12,6 +12,29 @@ namespace {
 
 using json = nlohmann::json;
 
+// Every Nth layer global (0), the others local (1): Gemma's sliding_window_pattern.
+std::vector<uint8_t> SlidingPattern(int64_t layers, int64_t n) {
+  std::vector<uint8_t> local;
+  for (int64_t l = 0; l < layers && l < (int64_t{1} << 20); ++l) local.push_back((l + 1) % n != 0);
+  return local;
+}
+
+absl::StatusOr<std::vector<uint8_t>> BoolArray(const gguf::GgufFile& f, const gguf::Value& v,
+                                               const std::string& key) {
+  std::vector<uint8_t> out;
+  for (const gguf::Value& item : v.items()) {
+    std::optional<bool> b = item.AsBool();
+    if (!b) break;
+    out.push_back(*b);
+  }
+  if (!v.is_array() || out.size() != v.items().size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        f.name(), ": metadata key ", key, ": expected an integer or an array of bools, found ",
+        gguf::ValueTypeName(v.type())));
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
@@ -66,6 +89,16 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
   }
   if (c.sliding_window && *c.sliding_window < 0) {
     return bad(absl::StrCat("sliding window ", *c.sliding_window, " must be >= 0"));
+  }
+  if (!c.sliding_layers.empty() && static_cast<int64_t>(c.sliding_layers.size()) != c.n_layers) {
+    return bad(absl::StrCat("the sliding-window layer pattern has ", c.sliding_layers.size(),
+                            " entries for ", c.n_layers, " layers"));
+  }
+  for (auto [what, v] : {std::pair<const char*, double>{"local RoPE base", c.rope_local_theta},
+                         {"query scale", c.query_scale}}) {
+    if (!(v == 0 || positive_f32(v))) {
+      return bad(absl::StrCat(what, " ", v, " must be finite and positive"));
+    }
   }
   // Every size that sizes an allocation, at f32 (--exact weights, the KV cache, a full-context
   // step's activations and logits), must fit int64; whether it fits in memory is checked
@@ -135,6 +168,28 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
   c.shared_expert_ffn = f.GetInt(p + "expert_shared_feed_forward_length").value_or(0);
   if (auto norm = f.GetBool(p + "expert_weights_norm"); norm.ok()) c.norm_topk_prob = *norm;
   if (auto sw = f.GetInt(p + "attention.sliding_window"); sw.ok()) c.sliding_window = *sw;
+  if (const gguf::Value* pattern = f.Find(p + "attention.sliding_window_pattern")) {
+    // An integer N (every Nth layer global) or one bool per layer (true: local).
+    if (auto n = f.GetInt(p + "attention.sliding_window_pattern"); n.ok()) {
+      if (*n <= 0 || *n > (int64_t{1} << 20)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            f.name(), ": metadata key ", p, "attention.sliding_window_pattern: ", *n,
+            " must be in [1, 2^20]"));
+      }
+      c.sliding_layers = SlidingPattern(c.n_layers, *n);
+    } else {
+      absl::StatusOr<std::vector<uint8_t>> layers = BoolArray(f, *pattern, p + "attention.sliding_window_pattern");
+      if (!layers.ok()) return layers.status();
+      c.sliding_layers = *std::move(layers);
+    }
+  }
+  c.rope_local_theta = f.GetFloat(p + "rope.freq_base_swa").value_or(0.0);
+  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"}) {
+    if (f.Find(p + key) != nullptr) {
+      return absl::UnimplementedError(absl::StrCat(f.name(), ": metadata key ", p, key,
+                                                   ": logit soft-capping is not supported"));
+    }
+  }
   if (auto v = f.GetInt(p + "vocab_size"); v.ok()) {
     c.vocab = *v;
   } else if (const gguf::Value* tokens = f.Find("tokenizer.ggml.tokens")) {
@@ -202,13 +257,11 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
   }
   if (absl::Status s = get_float("rope_theta", c.rope_theta); !s.ok()) return s;
   // transformers >= 5 writes rope_parameters; older versions rope_theta and rope_scaling.
-  for (const char* key : {"rope_scaling", "rope_parameters"}) {
-    auto rp = j.find(key);
-    if (rp == j.end() || rp->is_null()) continue;
-    if (!rp->is_object()) return bad(key, "expected an object");
+  // Models with local and global layers (Gemma 3) have one set per layer type there.
+  auto read_rope = [&](const json& rp, const std::string& key) -> absl::Status {
     auto num = [&](const char* name, double& out) -> absl::Status {
-      auto it = rp->find(name);
-      if (it == rp->end() || it->is_null()) return absl::OkStatus();
+      auto it = rp.find(name);
+      if (it == rp.end() || it->is_null()) return absl::OkStatus();
       if (!it->is_number()) return bad(absl::StrCat(key, ".", name), "expected a number");
       out = it->get<double>();
       return absl::OkStatus();
@@ -227,16 +280,82 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
                  absl::StrCat("must be in [0, 2^53], found ", original));
     }
     c.rope_original_context = static_cast<int64_t>(original);
-    auto type = rp->find("rope_type");
-    if (type == rp->end()) type = rp->find("type");
-    if (type != rp->end() && type->is_string() && *type != "default") {
+    auto type = rp.find("rope_type");
+    if (type == rp.end()) type = rp.find("type");
+    if (type != rp.end() && type->is_string() && *type != "default") {
       c.rope_scaling = type->get<std::string>();
+    }
+    return absl::OkStatus();
+  };
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    auto rp = j.find(key);
+    if (rp == j.end() || rp->is_null()) continue;
+    if (!rp->is_object()) return bad(key, "expected an object");
+    auto full = rp->find("full_attention");
+    if (full == rp->end()) {
+      if (absl::Status s = read_rope(*rp, key); !s.ok()) return s;
+      continue;
+    }
+    if (!full->is_object()) return bad(absl::StrCat(key, ".full_attention"), "expected an object");
+    if (absl::Status s = read_rope(*full, absl::StrCat(key, ".full_attention")); !s.ok()) return s;
+    if (auto local = rp->find("sliding_attention"); local != rp->end()) {
+      const std::string where = absl::StrCat(key, ".sliding_attention");
+      if (!local->is_object()) return bad(where, "expected an object");
+      auto theta = local->find("rope_theta");
+      if (theta != local->end()) {
+        if (!theta->is_number()) return bad(absl::StrCat(where, ".rope_theta"), "expected a number");
+        c.rope_local_theta = theta->get<double>();
+      }
+      auto type = local->find("rope_type");
+      if (type != local->end() && *type != "default") {
+        return absl::UnimplementedError(absl::StrCat(path, ": ", where, ".rope_type: ",
+                                                     type->dump(),
+                                                     "; RoPE scaling of local layers is not supported"));
+      }
     }
   }
   if (absl::Status s = get_float("rms_norm_eps", c.norm_eps); !s.ok()) return s;
   if (auto sw = j.find("sliding_window"); sw != j.end() && sw->is_number_integer()) {
     const bool enabled = !j.contains("use_sliding_window") || j["use_sliding_window"] == true;
     if (enabled) c.sliding_window = sw->get<int64_t>();
+  }
+  if (auto lt = j.find("layer_types"); lt != j.end() && !lt->is_null()) {
+    if (!lt->is_array()) return bad("layer_types", "expected an array");
+    for (const json& t : *lt) {
+      if (!t.is_string() || (t != "sliding_attention" && t != "full_attention")) {
+        return bad("layer_types", absl::StrCat("unknown layer type ", t.dump(),
+                                               " (known: sliding_attention, full_attention)"));
+      }
+      c.sliding_layers.push_back(t == "sliding_attention");
+    }
+  } else {
+    for (const char* key : {"sliding_window_pattern", "_sliding_window_pattern"}) {
+      int64_t n = 0;
+      if (absl::Status s = get_int(key, n, false); !s.ok()) return s;
+      if (n == 0) continue;
+      if (n < 0 || n > (int64_t{1} << 20)) return bad(key, "must be in [1, 2^20]");
+      c.sliding_layers = SlidingPattern(c.n_layers, n);
+      break;
+    }
+  }
+  for (const char* key : {"hidden_activation", "hidden_act"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_string()) return bad(key, "expected a string");
+    c.activation = it->get<std::string>();
+    break;
+  }
+  if (absl::Status s = get_float("rope_local_base_freq", c.rope_local_theta); !s.ok()) return s;
+  if (absl::Status s = get_float("query_pre_attn_scalar", c.query_scale); !s.ok()) return s;
+  if (auto bi = j.find("use_bidirectional_attention"); bi != j.end() && *bi == true) {
+    return absl::UnimplementedError(absl::StrCat(
+        path, ": use_bidirectional_attention: true; only causal (decoder) attention is supported"));
+  }
+  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"}) {
+    if (auto it = j.find(key); it != j.end() && !it->is_null()) {
+      return absl::UnimplementedError(
+          absl::StrCat(path, ": ", key, ": logit soft-capping is not supported"));
+    }
   }
   if (auto tie = j.find("tie_word_embeddings"); tie != j.end() && tie->is_boolean()) {
     c.tied_embeddings = tie->get<bool>();

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -42,14 +43,28 @@ struct ModelConfig {
   int64_t shared_expert_ffn = 0;  // of the shared expert (Qwen2-MoE); 0 if none
   std::optional<bool> norm_topk_prob;  // renormalise the chosen experts' weights
   std::optional<int64_t> sliding_window;
+  // Which layers the sliding window applies to (1: local), one entry per layer, from HF
+  // layer_types / sliding_window_pattern or GGUF {arch}.attention.sliding_window_pattern;
+  // empty: every layer, when there is a window.
+  std::vector<uint8_t> sliding_layers;
+  // RoPE base of the local layers (HF rope_local_base_freq, GGUF {arch}.rope.freq_base_swa),
+  // which take no RoPE scaling; 0: not given (rope_theta, scaled like the others).
+  double rope_local_theta = 0;
+  // Attention scores are scaled by query_scale^-1/2 (HF query_pre_attn_scalar); 0: by
+  // head_dim^-1/2.
+  double query_scale = 0;
   bool tied_embeddings = false;
+  // The MLP activation a Hugging Face config names (hidden_activation, else hidden_act:
+  // "silu", "gelu_pytorch_tanh", ...); empty in GGUF files, whose architecture implies it.
+  std::string activation;
 };
 
 // INVALID_ARGUMENT, naming `where` and the field, unless: every size (layers, hidden, heads,
 // KV heads, head dim, FFN, vocabulary, context) is positive; the head dim is even; the KV
 // heads divide the heads; the expert counts are consistent; the RMSNorm epsilon is in
 // (0, 1); RoPE theta and scaling factors are finite, positive and fit f32; the sliding
-// window is >= 0; and the bytes of the weights (at f32), the full-context KV cache, and a
+// window is >= 0 and sliding_layers, if any, has one entry per layer; the local RoPE base
+// and query scale are finite and >= 0; and the bytes of the weights (at f32), the full-context KV cache, and a
 // full-context step's activations and logits fit int64.
 absl::Status ValidateConfig(const ModelConfig& config, const std::string& where);
 

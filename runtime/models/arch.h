@@ -19,11 +19,17 @@ struct TensorNames {
   // Per-layer tensors: "{}" is replaced by the layer index.
   std::string attn_norm, q, k, v, o, q_bias, k_bias, v_bias, ffn_norm, gate, up, down;
   std::string q_norm, k_norm;  // per-head RMSNorm of q and k (Qwen3)
+  // RMSNorm of the attention and MLP outputs before each residual add (Gemma 3).
+  std::string attn_post_norm, ffn_post_norm;
   // Mixture of experts. Hugging Face stores one tensor per expert ("{e}" is the expert
   // index), GGUF one stacked [E, ...] tensor per projection (the "{e}" patterns are empty).
   std::string router, expert_gate, expert_up, expert_down;
   std::string shared_gate, shared_up, shared_down, shared_router;  // Qwen2-MoE shared expert
 };
+
+// The MLP's gated activation: SwiGLU, silu(gate) * up, or GeGLU, gelu(gate) * up with
+// gelu's tanh approximation (Gemma's gelu_pytorch_tanh).
+enum class Activation { kSilu, kGeluTanh };
 
 struct ArchSpec {
   std::string gguf_name;                 // general.architecture in GGUF ("llama")
@@ -36,6 +42,20 @@ struct ArchSpec {
   kernels::RopeLayout gguf_rope = kernels::RopeLayout::kAdjacentPairs;
   bool qk_norm = false;            // Qwen3: RMSNorm over each head of q and k before RoPE
   bool norm_topk_default = true;   // renormalise top-k expert weights unless the config says
+  Activation activation = Activation::kSilu;
+  // Gemma 3: the attention and MLP outputs are RMS-normed before their residual adds
+  // (TensorNames attn_post_norm, ffn_post_norm; in HF files the pre-MLP norm is then
+  // pre_feedforward_layernorm, and post_attention_layernorm is the attention's post-norm).
+  bool post_norms = false;
+  bool scale_embedding = false;  // Gemma: embedding rows times sqrt(H) (the LM head unscaled)
+  // Gemma: a Hugging Face norm weight w scales by (1 + w); llama.cpp's converter stores
+  // 1 + w in GGUF files. Added to every norm weight read from a Hugging Face checkpoint.
+  float hf_norm_offset = 0;
+  // GGUF files that do not say which layers use the sliding window: every Nth layer
+  // (N = this) attends globally, the others locally (0: every layer alike), and the local
+  // layers' RoPE base when the file has no {arch}.rope.freq_base_swa (0: the global base).
+  int64_t gguf_sliding_pattern = 0;
+  double gguf_local_rope_theta = 0;
   // Hugging Face names of this family's MoE tensors (the dense names are shared).
   std::string hf_router, hf_expert_gate, hf_expert_up, hf_expert_down;
 };
@@ -53,6 +73,7 @@ const ArchSpec& MixtralArch();
 const ArchSpec& Qwen2MoeArch();
 const ArchSpec& Qwen3MoeArch();
 const ArchSpec& Qwen3Arch();
+const ArchSpec& Gemma3Arch();
 
 // The spec for a GGUF general.architecture or an HF model_type; NOT_FOUND lists the known.
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name);

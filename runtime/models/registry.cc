@@ -26,6 +26,8 @@ TensorNames GgufTensorNames() {
       .down = "blk.{}.ffn_down.weight",
       .q_norm = "blk.{}.attn_q_norm.weight",
       .k_norm = "blk.{}.attn_k_norm.weight",
+      .attn_post_norm = "blk.{}.post_attention_norm.weight",
+      .ffn_post_norm = "blk.{}.post_ffw_norm.weight",
       .router = "blk.{}.ffn_gate_inp.weight",
       .expert_gate = "blk.{}.ffn_gate_exps.weight",
       .expert_up = "blk.{}.ffn_up_exps.weight",
@@ -50,12 +52,15 @@ TensorNames HfTensorNames(const ArchSpec& arch) {
       .q_bias = "model.layers.{}.self_attn.q_proj.bias",
       .k_bias = "model.layers.{}.self_attn.k_proj.bias",
       .v_bias = "model.layers.{}.self_attn.v_proj.bias",
-      .ffn_norm = "model.layers.{}.post_attention_layernorm.weight",
+      .ffn_norm = arch.post_norms ? "model.layers.{}.pre_feedforward_layernorm.weight"
+                                  : "model.layers.{}.post_attention_layernorm.weight",
       .gate = "model.layers.{}.mlp.gate_proj.weight",
       .up = "model.layers.{}.mlp.up_proj.weight",
       .down = "model.layers.{}.mlp.down_proj.weight",
       .q_norm = "model.layers.{}.self_attn.q_norm.weight",
       .k_norm = "model.layers.{}.self_attn.k_norm.weight",
+      .attn_post_norm = arch.post_norms ? "model.layers.{}.post_attention_layernorm.weight" : "",
+      .ffn_post_norm = arch.post_norms ? "model.layers.{}.post_feedforward_layernorm.weight" : "",
       .router = arch.hf_router,
       .expert_gate = arch.hf_expert_gate,
       .expert_up = arch.hf_expert_up,
@@ -69,8 +74,8 @@ TensorNames HfTensorNames(const ArchSpec& arch) {
 
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name) {
   // The registry: one line per architecture.
-  static const std::array<const ArchSpec*, 7> kArchs = {
-      &LlamaArch(),   &MistralArch(),  &Qwen2Arch(),    &Qwen3Arch(),
+  static const std::array<const ArchSpec*, 8> kArchs = {
+      &LlamaArch(),   &MistralArch(),  &Qwen2Arch(),    &Qwen3Arch(),   &Gemma3Arch(),
       &MixtralArch(), &Qwen2MoeArch(), &Qwen3MoeArch(),
   };
   std::vector<std::string> known;

@@ -1,4 +1,5 @@
-// Built-in renderings of the two chat template families Tessera recognises. A general
+// Built-in renderings of the chat template families Tessera recognises (ChatML, Llama 3,
+// Gemma). A general
 // Jinja interpreter is deliberately out of scope: DetectChatFormat maps a model's template
 // onto one of these, and returns nullopt for anything else.
 #include <string>
@@ -25,12 +26,14 @@ std::optional<ChatFormat> DetectChatFormat(const Tokenizer& tok) {
   if (!t.empty()) {
     if (t.find("<|im_start|>") != std::string::npos) return ChatFormat::kChatML;
     if (t.find("<|start_header_id|>") != std::string::npos) return ChatFormat::kLlama3;
+    if (t.find("<start_of_turn>") != std::string::npos) return ChatFormat::kGemma;
     return std::nullopt;
   }
   // No template in the metadata: go by the special tokens the vocabulary has.
   const TokenizerData& d = tok.data();
   if (d.Find("<|im_start|>") && d.Find("<|im_end|>")) return ChatFormat::kChatML;
   if (d.Find("<|start_header_id|>") && d.Find("<|eot_id|>")) return ChatFormat::kLlama3;
+  if (d.Find("<start_of_turn>") && d.Find("<end_of_turn>")) return ChatFormat::kGemma;
   return std::nullopt;
 }
 
@@ -107,6 +110,33 @@ RenderedChat RenderChat(ChatFormat format, std::span<const ChatMessage> messages
         content("\n\n");
       }
       break;
+    case ChatFormat::kGemma: {
+      // Gemma's template: BOS, then turns "<start_of_turn>ROLE\nCONTENT<end_of_turn>\n" with
+      // the assistant's role written "model" and contents trimmed; a leading system message
+      // is no turn of its own but opens the first user turn, followed by a blank line.
+      if (messages.empty()) break;
+      marker("<bos>");
+      const bool system = messages[0].role == "system";
+      const size_t first = system ? 1 : 0;
+      for (size_t i = first; i < messages.size(); ++i) {
+        const ChatMessage& m = messages[i];
+        marker("<start_of_turn>");
+        content(m.role == "assistant" ? "model" : m.role);
+        content("\n");
+        if (i == first && system) {
+          content(messages[0].content);
+          content("\n\n");
+        }
+        content(Trim(m.content));
+        marker("<end_of_turn>");
+        content("\n");
+      }
+      if (add_generation_prompt) {
+        marker("<start_of_turn>");
+        content("model\n");
+      }
+      break;
+    }
   }
   return r;
 }

@@ -24,7 +24,7 @@ absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
   const std::optional<ChatFormat> format = DetectChatFormat(tok);
   if (!format) {
     return absl::InvalidArgumentError(
-        "chat: the model has no chat template Tessera knows (ChatML or Llama 3)");
+        "chat: the model has no chat template Tessera knows (ChatML, Llama 3 or Gemma)");
   }
   return EncodeChat(tok, *format, messages,
                     {.add_generation_prompt = true,

@@ -18,7 +18,7 @@ namespace tessera::tokenizer {
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const ModelSource& model);
 
 // The ids of a prompt. `chat`: `text` is a user message formatted with the model's chat
-// template (ChatML or Llama 3): the template's markers become special tokens, BOS where
+// template (ChatML, Llama 3 or Gemma): the template's markers become special tokens, BOS where
 // the template writes it. Otherwise BOS/EOS as the model's metadata says. Special tokens
 // typed in `text` are ordinary text unless `parse_special` (trusted input only).
 absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tok,

@@ -142,14 +142,14 @@ class IncrementalDecoder {
   bool at_start_ = true;  // nothing emitted yet: the SentencePiece leading space rule
 };
 
-enum class ChatFormat { kChatML, kLlama3 };
+enum class ChatFormat { kChatML, kLlama3, kGemma };
 
 struct ChatMessage {
   std::string role, content;
 };
 
 // From the chat_template text (and the special tokens the vocabulary has); nullopt when
-// the template is neither ChatML nor Llama 3 style.
+// the template is neither ChatML, Llama 3 nor Gemma style.
 std::optional<ChatFormat> DetectChatFormat(const Tokenizer& tok);
 
 // The default system message a ChatML template inserts when the conversation has none

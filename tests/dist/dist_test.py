@@ -89,6 +89,11 @@ class Layouts(unittest.TestCase):
         self.check(os.path.join(DATA, "golden", "qwen3"), [2], max_share=1.2)
         self.check(os.path.join(DATA, "golden", "llama31", "model-f32.gguf"), [2, 4], max_share=1.2)
 
+    def test_gemma3_local_global_layers(self):  # 4 heads, 2 KV heads
+        # Four norms per layer and the qk-norms are replicated on every rank.
+        self.check(os.path.join(DATA, "golden", "gemma3"), [2], max_share=1.3)
+        self.check(os.path.join(DATA, "golden", "gemma3", "model-q8_0.gguf"), [2], max_share=1.3)
+
     def test_smollm2_tp3(self):  # 9 heads, 3 KV heads
         self.check("smollm2-135m-instruct", [3], max_share=1.01)
 

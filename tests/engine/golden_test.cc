@@ -133,7 +133,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"qwen3", "hf", false, 1e-4}, Case{"qwen3", "model-f32.gguf", false, 1e-4},
                       Case{"qwen3", "model-q8_0.gguf", true, 1e-4},
                       Case{"llama_uneven", "hf", false, 1e-4},
-                      Case{"llama_uneven", "model-f32.gguf", false, 1e-4}),
+                      Case{"llama_uneven", "model-f32.gguf", false, 1e-4},
+                      // Gemma 3: local and global layers, post-norms, GeGLU, scaled
+                      // embeddings; HF norms hold scale - 1, GGUF norms the scale.
+                      Case{"gemma3", "hf", false, 1e-4}, Case{"gemma3", "model-f32.gguf", false, 1e-4},
+                      Case{"gemma3", "model-q8_0.gguf", true, 1e-4}),
     [](const auto& info) {
       std::string n = info.param.arch + "_" + info.param.file + (info.param.exact ? "_exact" : "");
       for (char& ch : n) {
@@ -165,7 +169,8 @@ TEST(ShapeOfTest, WeightBlockComesFromTheFile) {
 TEST(GoldenFastPath, QuantizedLogitsStayClose) {
   for (const auto& [arch, file] : std::vector<std::pair<std::string, std::string>>{
            {"llama", "model-q8_0.gguf"}, {"llama", "model-q4_1.gguf"},
-           {"mistral", "model-q8_0.gguf"}, {"qwen2", "model-q8_0.gguf"}}) {
+           {"mistral", "model-q8_0.gguf"}, {"qwen2", "model-q8_0.gguf"},
+           {"gemma3", "model-q8_0.gguf"}}) {
     const json ref = ReadGolden(arch)["files"][file];
     Loaded l = Load(arch, file, /*exact=*/false);
     const int64_t V = l.model->config().vocab;
@@ -191,7 +196,8 @@ TEST(GoldenFastPath, QuantizedLogitsStayClose) {
 // Sequences in one batch, mixing a prefill chunk, a whole prompt and a decode token, get
 // the same logits as when each runs alone.
 TEST(Batching, MixedBatchEqualsSequencesAlone) {
-  for (const std::string arch : {"llama", "mistral", "qwen2", "qwen3", "llama31", "mixtral", "qwen3_moe"}) {
+  for (const std::string arch :
+       {"llama", "mistral", "qwen2", "qwen3", "llama31", "mixtral", "qwen3_moe", "gemma3"}) {
     const json ref = ReadGolden(arch)["files"]["hf"];
     Loaded l = Load(arch, "hf", false);
     const int64_t V = l.model->config().vocab;

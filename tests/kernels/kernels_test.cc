@@ -10,6 +10,7 @@
 
 #include "kernel_test_util.h"
 #include "kernels/activation.h"
+#include "kernels/cpu/simd.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/embedding.h"
 #include "kernels/rms_norm.h"
@@ -67,21 +68,33 @@ TEST(Softmax, MatchesReferenceAndIsStable) {
   }
 }
 
-TEST(SwiGlu, MatchesReference) {
-  for (int64_t t : kTokens) {
-    for (int64_t f : kWidths) {
-      const auto gate = RandomFloats(t * f, 5 + f, -20, 20), up = RandomFloats(t * f, 6 + f);
-      std::vector<float> fast(t * f), ref(t * f);
-      SwiGlu(Tensor(fast.data(), DType::kF32, {t, f}), ConstTensor(gate.data(), DType::kF32, {t, f}),
-             ConstTensor(up.data(), DType::kF32, {t, f}));
-      SwiGluReference(Tensor(ref.data(), DType::kF32, {t, f}),
-                      ConstTensor(gate.data(), DType::kF32, {t, f}),
-                      ConstTensor(up.data(), DType::kF32, {t, f}));
-      for (size_t i = 0; i < ref.size(); ++i) {
-        ASSERT_NEAR(fast[i], ref[i], 1e-6 + 1e-5 * std::fabs(ref[i])) << "i=" << i;
+// SwiGlu and GeGlu (the tanh gelu against a double-precision tanh), on the AVX2 path and
+// the portable one.
+TEST(GatedActivation, SwiGluAndGeGluMatchTheirReferences) {
+  using Fn = void (*)(Tensor, ConstTensor, ConstTensor);
+  const std::pair<Fn, Fn> kinds[] = {{SwiGlu, SwiGluReference}, {GeGlu, GeGluReference}};
+  for (bool portable : {false, true}) {
+    simd::ForcePortableForTesting(portable);
+    for (auto [fast_fn, ref_fn] : kinds) {
+      for (int64_t t : kTokens) {
+        for (int64_t f : kWidths) {
+          const auto gate = RandomFloats(t * f, 5 + f, -20, 20), up = RandomFloats(t * f, 6 + f);
+          std::vector<float> fast(t * f), ref(t * f);
+          fast_fn(Tensor(fast.data(), DType::kF32, {t, f}),
+                  ConstTensor(gate.data(), DType::kF32, {t, f}),
+                  ConstTensor(up.data(), DType::kF32, {t, f}));
+          ref_fn(Tensor(ref.data(), DType::kF32, {t, f}),
+                 ConstTensor(gate.data(), DType::kF32, {t, f}),
+                 ConstTensor(up.data(), DType::kF32, {t, f}));
+          for (size_t i = 0; i < ref.size(); ++i) {
+            ASSERT_NEAR(fast[i], ref[i], 1e-6 + 1e-5 * std::fabs(ref[i]))
+                << "i=" << i << " gate " << gate[i] << " portable " << portable;
+          }
+        }
       }
     }
   }
+  simd::ForcePortableForTesting(false);
 }
 
 TEST(EmbeddingLookup, EveryTypeMatchesReference) {

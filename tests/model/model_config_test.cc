@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <tuple>
 #include <limits>
 
 #include "tests/model/gguf_builder.h"
@@ -138,6 +140,104 @@ TEST(ModelConfig, NonFiniteGgufValuesAndPartialRotaryAreNamed) {
   EXPECT_NE(partial.status().message().find("llama.rope.dimension_count: 4 rotary dims"),
             std::string::npos)
       << partial.status();
+}
+
+// GGUF: {arch}.attention.sliding_window_pattern as a period or one entry per layer, the
+// local RoPE base, and soft-capping refused.
+TEST(ModelConfig, LocalAndGlobalLayersFromGguf) {
+  auto build = [](const std::function<void(testing::GgufBuilder&)>& extra) {
+    testing::GgufBuilder b;
+    b.KvString("general.architecture", "gemma3")
+        .KvU32("gemma3.block_count", 4)
+        .KvU32("gemma3.embedding_length", 64)
+        .KvU32("gemma3.attention.head_count", 8)
+        .KvU32("gemma3.feed_forward_length", 128)
+        .KvU32("gemma3.context_length", 128)
+        .KvU32("gemma3.vocab_size", 256)
+        .KvU32("gemma3.attention.sliding_window", 16)
+        .KvF32("gemma3.rope.freq_base_swa", 10000.0f);
+    extra(b);
+    return b.Build();
+  };
+  auto config = [](const std::vector<uint8_t>& bytes) -> absl::StatusOr<ModelConfig> {
+    auto f = gguf::GgufFile::Parse(bytes, "m.gguf");
+    if (!f.ok()) return f.status();
+    return ConfigFromGguf(**f);
+  };
+  auto c = config(build([](testing::GgufBuilder& b) {
+    b.KvU32("gemma3.attention.sliding_window_pattern", 2);
+  }));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_layers, (std::vector<uint8_t>{1, 0, 1, 0}));
+  EXPECT_EQ(c->rope_local_theta, 10000.0);
+  c = config(build([](testing::GgufBuilder& b) {}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->sliding_layers.empty());  // the architecture's default then applies
+  for (auto [extra, code, fragment] :
+       {std::tuple<std::function<void(testing::GgufBuilder&)>, absl::StatusCode, const char*>{
+            [](testing::GgufBuilder& b) { b.KvU32("gemma3.attention.sliding_window_pattern", 0); },
+            absl::StatusCode::kInvalidArgument, "sliding_window_pattern: 0 must be in [1, 2^20]"},
+        {[](testing::GgufBuilder& b) { b.KvU8s("gemma3.attention.sliding_window_pattern", 4); },
+         absl::StatusCode::kInvalidArgument, "expected an integer or an array of bools"},
+        {[](testing::GgufBuilder& b) { b.KvF32("gemma3.final_logit_softcapping", 30.0f); },
+         absl::StatusCode::kUnimplemented, "logit soft-capping is not supported"}}) {
+    auto bad = config(build(extra));
+    ASSERT_FALSE(bad.ok()) << fragment;
+    EXPECT_EQ(bad.status().code(), code) << bad.status();
+    EXPECT_NE(bad.status().message().find(fragment), std::string::npos) << bad.status();
+  }
+}
+
+// Gemma 3's local and global layers: the layer pattern from layer_types or
+// sliding_window_pattern, transformers 5's per-layer-type rope_parameters, the query scale;
+// soft-capping (Gemma 2), bidirectional attention and unknown layer types are refused.
+TEST(ModelConfig, LocalAndGlobalLayersFromHfConfigs) {
+  json g = With(With(Llama(), "model_type", "gemma3_text"), "num_hidden_layers", 6);
+  g["sliding_window"] = 4;
+  g["query_pre_attn_scalar"] = 24;
+  g["rope_parameters"] = json::parse(R"({"full_attention": {"rope_type": "linear", "factor": 8.0,
+      "rope_theta": 1000000.0}, "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})");
+  g["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention",
+                      "sliding_attention", "sliding_attention", "full_attention"};
+  auto c = ConfigFromHf(g, "m/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_layers, (std::vector<uint8_t>{1, 0, 1, 1, 1, 0}));
+  EXPECT_EQ(c->sliding_window, 4);
+  EXPECT_EQ(c->rope_theta, 1000000.0);
+  EXPECT_EQ(c->rope_local_theta, 10000.0);
+  EXPECT_EQ(c->rope_scaling, "linear");
+  EXPECT_EQ(c->rope_factor, 8.0);
+  EXPECT_EQ(c->query_scale, 24.0);
+
+  json older = g;  // transformers 4: a pattern and a separate local base
+  older.erase("layer_types");
+  older.erase("rope_parameters");
+  older["sliding_window_pattern"] = 3;
+  older["rope_local_base_freq"] = 5000.0;
+  c = ConfigFromHf(older, "m/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_layers, (std::vector<uint8_t>{1, 1, 0, 1, 1, 0}));
+  EXPECT_EQ(c->rope_local_theta, 5000.0);
+
+  ExpectError(With(g, "layer_types", json::array({"sliding_attention"})),
+              absl::StatusCode::kInvalidArgument, "has 1 entries for 6 layers");
+  ExpectError(With(g, "layer_types", json::array({"chunked_attention"})),
+              absl::StatusCode::kInvalidArgument, "unknown layer type \"chunked_attention\"");
+  ExpectError(With(g, "final_logit_softcapping", 30.0), absl::StatusCode::kUnimplemented,
+              "final_logit_softcapping: logit soft-capping is not supported");
+  ExpectError(With(g, "use_bidirectional_attention", true), absl::StatusCode::kUnimplemented,
+              "only causal");
+  ExpectError(With(g, "query_pre_attn_scalar", -1.0), absl::StatusCode::kInvalidArgument,
+              "query scale -1 must be finite and positive");
+  json local_scaled = g;
+  local_scaled["rope_parameters"]["sliding_attention"]["rope_type"] = "linear";
+  ExpectError(local_scaled, absl::StatusCode::kUnimplemented,
+              "RoPE scaling of local layers is not supported");
+  ExpectError(With(g, "hidden_activation", 3), absl::StatusCode::kInvalidArgument,
+              "hidden_activation: expected a string");
+  c = ConfigFromHf(With(g, "hidden_activation", "gelu_pytorch_tanh"), "m/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->activation, "gelu_pytorch_tanh");
 }
 
 }  // namespace

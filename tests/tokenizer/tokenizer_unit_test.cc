@@ -184,6 +184,22 @@ TEST(ChatTemplateTest, Llama3Exact) {
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
+// As Gemma 3's published template renders (tests/data/chat_templates/gemma3.jinja, checked
+// with jinja2): the system message opens the first user turn, the assistant is "model",
+// contents are trimmed (the system message is not), an empty system message still leaves
+// its blank line.
+TEST(ChatTemplateTest, GemmaExact) {
+  const ChatMessage msgs[] = {{"system", " Be brief."}, {"user", "  Hi!\n"},
+                              {"assistant", "Hello."}, {"user", "Bye"}};
+  EXPECT_EQ(ApplyChatTemplate(ChatFormat::kGemma, msgs, true),
+            "<bos><start_of_turn>user\n Be brief.\n\nHi!<end_of_turn>\n"
+            "<start_of_turn>model\nHello.<end_of_turn>\n"
+            "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n");
+  const ChatMessage empty_system[] = {{"system", ""}, {"user", "Hi"}};
+  EXPECT_EQ(ApplyChatTemplate(ChatFormat::kGemma, empty_system, false),
+            "<bos><start_of_turn>user\n\n\nHi<end_of_turn>\n");
+}
+
 TEST(ChatTemplateTest, DetectAndEncode) {
   EXPECT_EQ(DetectChatFormat(Hf("llama3")), ChatFormat::kLlama3);
   EXPECT_EQ(DetectChatFormat(Hf("qwen3")), ChatFormat::kChatML);

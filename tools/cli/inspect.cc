@@ -32,6 +32,13 @@ json HyperParameters(const ModelConfig& c) {
             {"experts", c.n_experts},   {"experts_used", c.n_experts_used},
             {"tied_embeddings", c.tied_embeddings}};
   j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+  if (!c.sliding_layers.empty()) {
+    int64_t local = 0;
+    for (uint8_t l : c.sliding_layers) local += l;
+    j["local_layers"] = local;  // of `layers`, those the sliding window applies to
+  }
+  if (c.rope_local_theta > 0) j["rope_local_theta"] = c.rope_local_theta;
+  if (c.query_scale > 0) j["query_pre_attn_scalar"] = c.query_scale;
   return j;
 }
 

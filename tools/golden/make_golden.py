@@ -109,6 +109,24 @@ ARCHS = {
                  max_position_embeddings=128, rope_theta=10000.0, rms_norm_eps=1e-5,
                  tie_word_embeddings=False),
         quants=[]),
+    # Gemma 3: six layers, so the default pattern (every sixth layer global) has both kinds;
+    # a window of 4 the 11-token prompt crosses; local and global RoPE bases differ, and
+    # linear RoPE scaling applies to the global layer only. query_pre_attn_scalar is the
+    # head dim, as in every Gemma 3 but 27B (GGUF files cannot say otherwise).
+    "gemma3": dict(
+        cls=getattr(transformers, "Gemma3TextConfig", None), model_type="gemma3_text",
+        gguf_arch="gemma3", permute=False, norm_shift=1.0,
+        cfg=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                 intermediate_size=128, num_hidden_layers=6, vocab_size=256,
+                 max_position_embeddings=128, rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                 rms_norm_eps=1e-6, sliding_window=4, query_pre_attn_scalar=32,
+                 hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None,
+                 attn_logit_softcapping=None, tie_word_embeddings=True,
+                 rope_scaling=dict(rope_type="linear", factor=2.0)),
+        layer_names={"post_attention_layernorm.weight": "post_attention_norm.weight",
+                     "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+                     "post_feedforward_layernorm.weight": "post_ffw_norm.weight"},
+        quants=[QT.Q8_0]),
 }
 
 
@@ -196,13 +214,14 @@ def stack_experts(state):
     return out
 
 
-def gguf_name(hf):
+def gguf_name(hf, spec=None):
     if hf.startswith("blk."):
         return hf
     if hf in HF_TO_GGUF:
         return HF_TO_GGUF[hf]
     parts = hf.split(".")
-    return f"blk.{parts[2]}." + LAYER[".".join(parts[3:])]
+    suffix = ".".join(parts[3:])
+    return f"blk.{parts[2]}." + ((spec or {}).get("layer_names", {}).get(suffix) or LAYER[suffix])
 
 
 def byte_symbols():
@@ -246,8 +265,8 @@ def build(name, spec):
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     with torch.no_grad():
         for pname, p in model.named_parameters():
-            if "norm" in pname:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            if "norm" in pname:  # a scale near 1 (Gemma's weights hold the scale minus 1)
+                p.copy_(1.0 - spec.get("norm_shift", 0.0) + 0.1 * torch.randn_like(p))
             else:
                 p.copy_(0.15 * torch.randn_like(p))
     return model.eval()
@@ -304,6 +323,10 @@ def write_gguf(path, name, spec, state, qtype):
     w.add_add_bos_token(False)
     if spec.get("rope_freqs"):
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
+    rs = cfg.get("rope_scaling") or {}
+    if rs.get("rope_type") == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(rs["factor"])
     dequantized = {}
     for hf, a in stack_experts({k: v.float().numpy() for k, v in state.items()}).items():
         if spec["permute"] and hf.endswith("q_proj.weight"):
@@ -312,14 +335,16 @@ def write_gguf(path, name, spec, state, qtype):
             a = permute(a, n_kv)
         if hf.endswith("shared_expert_gate.weight"):
             a = a.reshape(-1)  # llama.cpp stores the shared-expert gate as [H]
-        is_matrix = a.ndim >= 2 and "ffn_gate_inp.weight" not in gguf_name(hf)
+        is_matrix = a.ndim >= 2 and "ffn_gate_inp.weight" not in gguf_name(hf, spec)
         tq = qtype if is_matrix and qtype != QT.F32 else QT.F32
         if tq == QT.F32:
-            w.add_tensor(gguf_name(hf), a.astype(np.float32))
+            # Gemma's converter stores a norm weight w as the scale it stands for, 1 + w.
+            shift = spec.get("norm_shift", 0.0) if hf.endswith("norm.weight") else 0.0
+            w.add_tensor(gguf_name(hf, spec), (a + shift).astype(np.float32))
             back = a.astype(np.float32)
         else:
             q = gguf.quants.quantize(a.astype(np.float32), tq)
-            w.add_tensor(gguf_name(hf), q, raw_shape=q.shape, raw_dtype=tq)
+            w.add_tensor(gguf_name(hf, spec), q, raw_shape=q.shape, raw_dtype=tq)
             back = gguf.quants.dequantize(q, tq).reshape(a.shape)
         if spec["permute"] and hf.endswith("q_proj.weight"):
             back = unpermute(back, n_head)
