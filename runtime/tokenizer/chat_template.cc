@@ -1,11 +1,13 @@
-// Built-in renderings of the chat template families Tessera recognises (ChatML, Llama 3,
-// Gemma). A general
+// Chat templates: the model's own, rendered by the Jinja interpreter (jinja.h), and
+// built-in renderings of the families Tessera recognises (ChatML, Llama 3, Gemma) for
+// files without one. A general
 // Jinja interpreter is deliberately out of scope: DetectChatFormat maps a model's template
 // onto one of these, and returns nullopt for anything else.
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "runtime/tokenizer/jinja.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "runtime/tokenizer/tokenizer_data.h"
 
@@ -139,6 +141,56 @@ RenderedChat RenderChat(ChatFormat format, std::span<const ChatMessage> messages
     }
   }
   return r;
+}
+
+absl::StatusOr<RenderedChat> RenderModelTemplate(const Tokenizer& tok,
+                                                 std::span<const ChatMessage> messages,
+                                                 bool add_generation_prompt) {
+  auto fail = [](const absl::Status& s) {
+    return absl::InvalidArgumentError(absl::StrCat("chat template ", s.message()));
+  };
+  auto t = jinja::Template::Parse(tok.chat_template());
+  if (!t.ok()) return fail(t.status());
+  jinja::List msgs;
+  for (const ChatMessage& m : messages) {
+    msgs.push_back(jinja::Value::MakeDict(
+        {{"role", jinja::Value::Input(m.role)}, {"content", jinja::Value::Input(m.content)}}));
+  }
+  auto token = [&](std::optional<int32_t> id) {
+    return jinja::Value::String(id ? std::string(tok.TokenText(*id)) : "");
+  };
+  const jinja::Value context = jinja::Value::MakeDict({
+      {"messages", jinja::Value::MakeList(std::move(msgs))},
+      {"add_generation_prompt", jinja::Value::Bool(add_generation_prompt)},
+      {"bos_token", token(tok.bos_id())},
+      {"eos_token", token(tok.eos_id())},
+  });
+  auto r = t->Render(context);
+  if (!r.ok()) return fail(r.status());
+  RenderedChat out;
+  out.text = std::move(r->text);
+  // The template's own bytes: the gaps between the input ranges. An empty list would mean
+  // "no restriction" to Encode, so a rendering that is all input gets one empty range.
+  size_t at = 0;
+  for (auto [b, e] : r->input_ranges) {
+    if (b > at) out.template_ranges.emplace_back(at, b);
+    at = e;
+  }
+  if (at < out.text.size()) out.template_ranges.emplace_back(at, out.text.size());
+  if (out.template_ranges.empty()) out.template_ranges.emplace_back(0, 0);
+  return out;
+}
+
+std::string ChatTemplateKind(const Tokenizer& tok) {
+  if (!tok.chat_template().empty()) return "jinja";
+  const std::optional<ChatFormat> f = DetectChatFormat(tok);
+  if (!f) return "";
+  switch (*f) {
+    case ChatFormat::kChatML: return "chatml";
+    case ChatFormat::kLlama3: return "llama3";
+    case ChatFormat::kGemma: return "gemma";
+  }
+  return "";
 }
 
 std::string ApplyChatTemplate(ChatFormat format, std::span<const ChatMessage> messages,

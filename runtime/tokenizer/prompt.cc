@@ -21,10 +21,19 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tok,
 absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
                                                     std::span<const ChatMessage> messages,
                                                     bool parse_special) {
+  if (!tok.chat_template().empty()) {  // the model's own template
+    auto chat = RenderModelTemplate(tok, messages, /*add_generation_prompt=*/true);
+    if (!chat.ok()) return chat.status();
+    EncodeOptions enc{.add_special = false, .parse_special = true};
+    if (!parse_special) enc.special_ranges = chat->template_ranges;
+    return tok.Encode(chat->text, enc);
+  }
+  // A file without a template: a built-in format its special tokens point to.
   const std::optional<ChatFormat> format = DetectChatFormat(tok);
   if (!format) {
     return absl::InvalidArgumentError(
-        "chat: the model has no chat template Tessera knows (ChatML, Llama 3 or Gemma)");
+        "chat: the model has no chat template, and its vocabulary matches none of the "
+        "built-in formats (ChatML, Llama 3, Gemma)");
   }
   return EncodeChat(tok, *format, messages,
                     {.add_generation_prompt = true,

@@ -18,15 +18,17 @@ namespace tessera::tokenizer {
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const ModelSource& model);
 
 // The ids of a prompt. `chat`: `text` is a user message formatted with the model's chat
-// template (ChatML, Llama 3 or Gemma): the template's markers become special tokens, BOS where
+// template (EncodeMessages): the template's markers become special tokens, BOS where
 // the template writes it. Otherwise BOS/EOS as the model's metadata says. Special tokens
 // typed in `text` are ordinary text unless `parse_special` (trusted input only).
 absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tok,
                                                   const std::string& text, bool chat,
                                                   bool parse_special);
 
-// The ids of a chat (role, content messages) formatted with the model's chat template,
-// ending with the assistant's generation prompt.
+// The ids of a chat (role, content messages) formatted with the model's chat template
+// (its own Jinja template, RenderModelTemplate; for a file without one, the built-in format
+// its vocabulary points to), ending with the assistant's generation prompt. The template's
+// text may write special tokens; roles and contents may not, unless `parse_special`.
 absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
                                                     std::span<const ChatMessage> messages,
                                                     bool parse_special);

@@ -175,6 +175,21 @@ RenderedChat RenderChat(ChatFormat format, std::span<const ChatMessage> messages
 std::string ApplyChatTemplate(ChatFormat format, std::span<const ChatMessage> messages,
                               bool add_generation_prompt, absl::string_view default_system = {});
 
+// The model's own chat template (chat_template()) rendered by Tessera's Jinja interpreter
+// (jinja.h) as transformers renders it, with `messages` (role, content), `bos_token` and
+// `eos_token` (the vocabulary's text for them) and `add_generation_prompt`.
+// template_ranges: every byte that did not come from a message's role or content.
+// INVALID_ARGUMENT "chat template line N: ..." when the template does not parse, does
+// not render (an undefined variable's attribute, a type error) or raises.
+absl::StatusOr<RenderedChat> RenderModelTemplate(const Tokenizer& tok,
+                                                 std::span<const ChatMessage> messages,
+                                                 bool add_generation_prompt);
+
+// How Tessera formats this model's conversations: its own template ("jinja"), else, for a
+// file without one, a built-in format picked by the vocabulary's special tokens
+// ("chatml", "llama3", "gemma"), else none ("").
+std::string ChatTemplateKind(const Tokenizer& tok);
+
 struct ChatEncodeOptions {
   bool add_generation_prompt = true;
   std::string default_system = {};  // DefaultSystemMessage(tok), or a caller's choice

@@ -35,8 +35,16 @@ class InspectTest(unittest.TestCase):
         self.assertEqual(names["blk.0.attn_k.weight"]["type"], "Q4_1")
         tok = j["tokenizer"]
         self.assertEqual(tok["vocab_size"], 49152)
-        self.assertEqual(tok["chat_format"], "chatml")
+        self.assertEqual(tok["chat_format"], "jinja")  # the GGUF's own template
+        self.assertIsNone(tok["chat_template_error"])
         self.assertEqual(tok["special"]["eos"]["text"], "<|im_end|>")
+
+    def test_chat_format_falls_back_to_built_in_only_without_a_template(self):
+        j = json.loads(run("inspect", "gemma3-270m-it", "--json").stdout)  # its GGUF has none
+        self.assertIs(j["runnable"], True)
+        self.assertEqual(j["tokenizer"]["chat_format"], "gemma")
+        self.assertIn("gemma (built in: the file has no template)",
+                      run("inspect", "gemma3-270m-it").stdout.decode())
 
     def test_runnable_says_why_not(self):
         j = json.loads(run("inspect", "smollm2-135m-instruct", "--json").stdout)

@@ -1,9 +1,11 @@
-// Fuzz target: chat templates (runtime/tokenizer/chat_template.cc). A small byte-level
-// tokenizer (tests/data/golden/llama/tokenizer.json, optionally with the ChatML and Llama 3
-// special tokens added) gets a fuzzed chat_template through tokenizer_config.json; then
-// DetectChatFormat, DefaultSystemMessage, ApplyChatTemplate in both formats over fuzzed
-// messages, and for the detected format an Encode (parse_special) of the rendered prompt,
-// EncodeChat, and Decodes.
+// Fuzz target: chat templates (runtime/tokenizer/chat_template.cc and the Jinja
+// interpreter, jinja.h). A small byte-level tokenizer (tests/data/golden/llama/
+// tokenizer.json, optionally with the ChatML and Llama 3 special tokens added) gets a
+// fuzzed chat_template through tokenizer_config.json; then the Jinja path (parse, render
+// with the fuzzed messages, the input ranges checked to lie sorted inside the output, and
+// EncodeMessages), and the built-ins: DetectChatFormat, DefaultSystemMessage,
+// ApplyChatTemplate in every format over the messages, and for the detected format an
+// Encode (parse_special) of the rendered prompt, EncodeChat, and Decodes.
 //
 // Input: one flags byte, then NUL-separated fields: the template, then role, content,
 // role, content, ... Flags: bit 0 add_generation_prompt; bit 1 vocabulary has the chat
@@ -20,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "runtime/tokenizer/prompt.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -74,10 +77,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 1; i + 1 < fields.size(); i += 2) {
     messages.push_back({std::string(fields[i]), std::string(fields[i + 1])});
   }
+  // The model's own template through the Jinja interpreter: errors are fine, crashes,
+  // hangs and ranges outside the text are not.
+  if (!tmpl.empty() && !t.chat_template().empty()) {
+    auto chat = tk::RenderModelTemplate(t, messages, flags & 1);
+    if (chat.ok()) {
+      size_t at = 0;
+      for (auto [b, e] : chat->template_ranges) {
+        if (b < at || e < b || e > chat->text.size()) __builtin_trap();
+        at = e;
+      }
+    }
+    (void)tessera::fuzz::Ids(tk::EncodeMessages(t, messages, flags & 8));
+  }
   const std::optional<tk::ChatFormat> detected = tk::DetectChatFormat(t);
   const std::string system = tk::DefaultSystemMessage(t);
   const bool gen = flags & 1;
-  for (tk::ChatFormat format : {tk::ChatFormat::kChatML, tk::ChatFormat::kLlama3}) {
+  for (tk::ChatFormat format :
+       {tk::ChatFormat::kChatML, tk::ChatFormat::kLlama3, tk::ChatFormat::kGemma}) {
     const std::string prompt = tk::ApplyChatTemplate(format, messages, gen, system);
     if (detected != format) continue;
     tk::EncodeOptions opts;

@@ -212,6 +212,10 @@ def make_chat():
             "add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
     out("chat_template", "smollm2", b"\x01" + "\0".join([smol] + msgs[2:]).encode())
     out("chat_template", "no-template", b"\x06" + "\0".join([""] + msgs).encode())
+    # The published templates the Jinja conformance test renders.
+    for name in ["gemma3", "llama31", "mistral", "deepseek_v3"]:
+        text = (DATA / f"chat_templates/{name}.jinja").read_text()
+        out("chat_template", name, b"\x03" + "\0".join([text] + msgs).encode())
     out("chat_template", "real-newline",
         b"\x05" + "\0".join(["<|im_start|>system\nYou are Qwen.<|im_end|>\n"] + msgs[2:4]).encode())
 

@@ -35,14 +35,13 @@ json TokenizerSummary(const tokenizer::Tokenizer& tok) {
   int special_count = 0;
   for (int32_t id = 0; id < tok.vocab_size(); ++id) special_count += tok.IsSpecial(id);
   j["special_token_count"] = special_count;
-  const std::optional<tokenizer::ChatFormat> chat = tokenizer::DetectChatFormat(tok);
-  if (!chat) {
-    j["chat_format"] = nullptr;
-  } else {
-    switch (*chat) {
-      case tokenizer::ChatFormat::kChatML: j["chat_format"] = "chatml"; break;
-      case tokenizer::ChatFormat::kLlama3: j["chat_format"] = "llama3"; break;
-    }
+  // "jinja": the model's own template; a built-in format only for files without one.
+  const std::string chat = tokenizer::ChatTemplateKind(tok);
+  j["chat_format"] = chat.empty() ? json(nullptr) : json(chat);
+  if (chat == "jinja") {
+    const tokenizer::ChatMessage probe{"user", "Hello"};
+    auto r = tokenizer::RenderModelTemplate(tok, {&probe, 1}, true);
+    j["chat_template_error"] = r.ok() ? json(nullptr) : json(std::string(r.status().message()));
   }
   return j;
 }

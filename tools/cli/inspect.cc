@@ -146,10 +146,17 @@ void PrintText(const json& j, bool with_metadata) {
   if (t.contains("error")) {
     std::printf("ERROR: %s\n", t["error"].get<std::string>().c_str());
   } else {
+    const std::string chat = t["chat_format"].is_null() ? "none"
+                             : t["chat_format"] == "jinja"
+                                 ? "the model's own template (Jinja)"
+                                 : t["chat_format"].get<std::string>() + " (built in: the file has no template)";
     std::printf("%s, %d tokens (%d special), pre-tokenizer %s, chat format %s\n",
                 t["kind"].get<std::string>().c_str(), t["vocab_size"].get<int>(),
                 t["special_token_count"].get<int>(), t["pre_tokenizer"].get<std::string>().c_str(),
-                t["chat_format"].is_null() ? "none" : t["chat_format"].get<std::string>().c_str());
+                chat.c_str());
+    if (t.contains("chat_template_error") && !t["chat_template_error"].is_null()) {
+      std::printf("  chat template ERROR: %s\n", t["chat_template_error"].get<std::string>().c_str());
+    }
     for (const auto& [name, s] : t["special"].items()) {
       if (!s.is_null()) {
         std::printf("  %-4s %7d  %s\n", name.c_str(), s["id"].get<int>(),
