@@ -7,7 +7,8 @@
 # and tensor-parallel runs. Writes bench/RESULTS.md.
 #
 # llama.cpp comes from the llama-cpp-python source distribution on PyPI (its vendored
-# llama.cpp), built here into $TESSERA_CACHE/llama.cpp-<version>; none of it is committed.
+# llama.cpp), built here into $TESSERA_CACHE/llama.cpp-<version> (bench/llama_cpp.sh);
+# none of it is committed.
 #
 #   bench/run.sh            # full run (builds llama.cpp once: ~10 minutes on 2 cores)
 #   BENCH_REPS=2 bench/run.sh
@@ -16,42 +17,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source deploy/lib.sh
 
 reps=${BENCH_REPS:-5}
-version=0.3.36
-sdist_sha=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-llama_dir="$TESSERA_CACHE/llama.cpp-$version"
-llama_bench="$llama_dir/build/bin/llama-bench"
-llama_batched="$llama_dir/build/bin/llama-batched-bench"
+source bench/llama_cpp.sh
+version=$llama_version
 
 deploy/setup.sh
 deploy/build.sh release tessera
 deploy/fetch-model.sh smollm2-135m-instruct >/dev/null
 model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-# llama.cpp is built with -march=native: a build made on another CPU (the cache directory
-# outlives machines) can die of an illegal instruction, so the CPU's flags stamp the build.
-# AMX is off: on a Xeon VM that lists amx_tile, llama-bench died of SIGILL on `tilezero`
-# (2026-12-03), with GGML_AMX_* OFF too, since -march=native still defines __AMX_INT8__ and
-# ggml's CPU backend then compiles its AMX kernels in: -mno-amx-* takes them out.
-no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-cpu_stamp=$( (grep -m1 '^flags' /proc/cpuinfo; echo "$no_amx") | sha256sum | cut -c1-16)  # CPU + options
-if [[ ! -x "$llama_bench" || ! -x "$llama_batched" ||
-      "$(cat "$llama_dir/build/cpu-flags" 2>/dev/null)" != "$cpu_stamp" ]]; then
-  rm -rf "$llama_dir"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  pip_fetch_sdist "$tmp" "llama-cpp-python==$version"
-  verify_sha256 "$tmp/llama_cpp_python-$version.tar.gz" "$sdist_sha"
-  mkdir -p "$llama_dir"
-  tar -xzf "$tmp/llama_cpp_python-$version.tar.gz" -C "$llama_dir" --strip-components=2 \
-    "llama_cpp_python-$version/vendor/llama.cpp"
-  cmake -S "$llama_dir/llama.cpp" -B "$llama_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
-    -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" \
-    -DGGML_CCACHE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$llama_dir/build" -j2 --target llama-bench llama-batched-bench
-  echo "$cpu_stamp" > "$llama_dir/build/cpu-flags"
-fi
+build_llama_cpp
 
 moe_model="$TESSERA_CACHE/bench/moe-8x-q8_0.gguf"
 dense_model="$TESSERA_CACHE/bench/dense-16h-q8_0.gguf"
@@ -97,8 +70,8 @@ for spec in "smollm2 $model 1" "smollm2 $model 3" "dense $dense_model 1" "dense 
     -r "$reps" --tp "$tp" --json 2>/dev/null > "$out/tp-$name-$tp.json"
 done
 
-# bench/ring.sh's and bench/serve.sh's sections (the last ones) are kept.
-serving=$(sed -n '/^## \(Ring attention\|Serving over gRPC\)/,$p' bench/RESULTS.md 2>/dev/null || true)
+# bench/models.sh's, bench/ring.sh's and bench/serve.sh's sections (the last ones) are kept.
+serving=$(sed -n '/^## \(Other models\|Ring attention\|Serving over gRPC\)/,$p' bench/RESULTS.md 2>/dev/null || true)
 "$TESSERA_PYTHON" - "$out/llama.json" "$out/tessera.json" "$version" "$out/moe.json" "$out" > bench/RESULTS.md <<'PY'
 import datetime, json, platform, subprocess, sys
 TP_NOTES = """

@@ -7,18 +7,17 @@
 # to a coordinator (a `tessera worker` behind `tessera coordinator`) against the embedded
 # server. Writes the "Serving over gRPC" section of bench/RESULTS.md (bench/run.sh keeps it).
 #
-# llama-server is built in bench/run.sh's llama.cpp tree ($TESSERA_CACHE/llama.cpp-<version>):
-# run bench/run.sh once first.
+# llama-server is built in the benchmarks' llama.cpp tree (bench/llama_cpp.sh).
 #
 #   bench/serve.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source deploy/lib.sh
 
-version=$(sed -n 's/^version=//p' bench/run.sh)
-llama_dir="$TESSERA_CACHE/llama.cpp-$version"
-[[ -f "$llama_dir/build/build.ninja" ]] || die "bench/serve.sh: no llama.cpp build in $llama_dir; run bench/run.sh first"
+source bench/llama_cpp.sh
+version=$llama_version
 deploy/setup.sh
+build_llama_cpp
 deploy/build.sh release tessera
 deploy/fetch-model.sh smollm2-135m-instruct >/dev/null
 model="$TESSERA_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -19,13 +19,13 @@ std::string TpProblem(int64_t tp, const ModelShape& m) {
                         " KV heads");
   }
   const int64_t o_cols = m.n_heads / tp * m.head_dim;  // row-parallel attention output
-  if (o_cols % m.weight_block != 0) {
+  if (o_cols % m.o_block != 0) {
     return absl::StrCat("tp=", tp, " leaves ", o_cols, " attention-output columns per rank, ",
-                        "not whole blocks of ", m.weight_block);
+                        "not whole blocks of ", m.o_block);
   }
-  if (m.ffn > 0 && (m.ffn % tp != 0 || (m.ffn / tp) % m.weight_block != 0)) {
+  if (m.ffn > 0 && (m.ffn % tp != 0 || (m.ffn / tp) % m.down_block != 0)) {
     return absl::StrCat("tp=", tp, " does not split the MLP's ", m.ffn,
-                        " features into whole blocks of ", m.weight_block);
+                        " features into whole blocks of ", m.down_block);
   }
   return "";
 }
@@ -40,10 +40,10 @@ std::string EpProblem(int64_t ep, int64_t world, const ModelShape& m) {
     return absl::StrCat("ep=", ep, " does not divide ", m.n_experts, " experts");
   }
   const int64_t moe_tp = world / ep;
-  if (m.moe_ffn % moe_tp != 0 || (m.moe_ffn / moe_tp) % m.weight_block != 0) {
+  if (m.moe_ffn % moe_tp != 0 || (m.moe_ffn / moe_tp) % m.expert_down_block != 0) {
     return absl::StrCat("ep=", ep, " splits each expert over moe_tp=", moe_tp,
                         " ranks, which does not split its ", m.moe_ffn,
-                        " features into whole blocks of ", m.weight_block);
+                        " features into whole blocks of ", m.expert_down_block);
   }
   return "";
 }
@@ -66,12 +66,13 @@ std::string ValidEp(int64_t world, const ModelShape& m) {
 
 absl::Status CheckShape(const ModelShape& m) {
   if (m.n_heads < 1 || m.n_kv_heads < 1 || m.n_heads % m.n_kv_heads != 0 || m.head_dim < 1 ||
-      m.weight_block < 1 || m.ffn < 0 || m.n_experts < 0 || m.moe_ffn < 0 ||
+      m.o_block < 1 || m.down_block < 1 || m.expert_down_block < 1 || m.ffn < 0 || m.n_experts < 0 || m.moe_ffn < 0 ||
       (m.n_experts > 0 && m.moe_ffn < 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("model shape is inconsistent: ", m.n_heads, " heads, ", m.n_kv_heads,
                      " KV heads, head dim ", m.head_dim, ", ffn ", m.ffn, ", ", m.n_experts,
-                     " experts of ffn ", m.moe_ffn, ", block ", m.weight_block));
+                     " experts of ffn ", m.moe_ffn, ", blocks ", m.o_block, "/", m.down_block,
+                     "/", m.expert_down_block));
   }
   return absl::OkStatus();
 }

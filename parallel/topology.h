@@ -38,10 +38,14 @@ struct ModelShape {
   int64_t n_experts = 0;   // E (0: dense model)
   int64_t moe_ffn = 0;     // one expert's intermediate size
   int64_t vocab = 0;       // V (vocab-parallel embedding and LM head: may be uneven)
-  // Elements per block of the weights' storage type (1 for F32/F16/BF16, 32 for Q8_0, 256
-  // for K-quants): a row-parallel weight is split by columns, so each rank's K/tp columns
-  // must be whole blocks.
-  int64_t weight_block = 1;
+  // Elements per block of the storage type (1 for F32/F16/BF16, 32 for Q8_0, 256 for
+  // K-quants) of the weights a row-parallel layer splits by columns, the largest over the
+  // layers: each rank's K/tp columns must be whole blocks. One per kind of weight, since a
+  // file may store them differently (llama.cpp writes a 576-column attention output in a
+  // 32-block type where Q4_K does not fit, and the MLP's down projection in Q4_K).
+  int64_t o_block = 1;            // attention output
+  int64_t down_block = 1;         // dense MLP down projection
+  int64_t expert_down_block = 1;  // routed experts' down projections
 };
 
 // The tensor-parallel rules, in one place (Topology::Make and Transformer::Load both ask):

@@ -111,7 +111,7 @@ parallel::ModelShape ShapeOf(const ModelSource& source) {
                          .n_experts = c.n_experts,
                          .moe_ffn = c.expert_ffn,
                          .vocab = c.vocab};
-  // Row-parallel weights are cut by columns: the largest block among them bounds the cut.
+  // Row-parallel weights are cut by columns: the largest block of each kind bounds its cut.
   auto arch = FindArch(c.arch);
   if (!arch.ok()) return m;
   const TensorNames names =
@@ -119,10 +119,11 @@ parallel::ModelShape ShapeOf(const ModelSource& source) {
   WeightLoader loader(source);
   // Up to the first layer the file lacks (a hostile config's layer count costs nothing).
   for (int64_t l = 0; l < c.n_layers && loader.Info(LayerName(names.o, l)) != nullptr; ++l) {
-    for (const std::string& pattern : {names.o, names.down, names.expert_down}) {
-      if (pattern.empty()) continue;
-      if (const TensorInfo* t = loader.Info(LayerName(pattern, l))) {
-        m.weight_block = std::max(m.weight_block, kernels::Info(t->type).block_elems);
+    for (auto [pattern, block] : {std::pair{&names.o, &m.o_block}, std::pair{&names.down, &m.down_block},
+                                  std::pair{&names.expert_down, &m.expert_down_block}}) {
+      if (pattern->empty()) continue;
+      if (const TensorInfo* t = loader.Info(LayerName(*pattern, l))) {
+        *block = std::max(*block, kernels::Info(t->type).block_elems);
       }
     }
   }

@@ -55,8 +55,8 @@ struct SeqChunk {
 };
 
 // The shape the tp/ep rules look at (parallel::ModelShape), with the largest storage block
-// of the weights a row-parallel layer cuts by columns (attention output, MLP and expert
-// down projections) in this file: 32 for Q8_0, 256 for K-quants, 1 for float weights.
+// of each kind of weight a row-parallel layer cuts by columns (attention output, MLP and
+// expert down projections) in this file: 32 for Q8_0, 256 for K-quants, 1 for floats.
 parallel::ModelShape ShapeOf(const ModelSource& source);
 
 class Transformer {

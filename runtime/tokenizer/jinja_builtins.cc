@@ -14,19 +14,61 @@
 
 namespace tessera::tokenizer::jinja {
 
-Value Concat(const Value& a, const Value& b) {
-  Ranges t = a.taint();
-  for (auto [x, y] : b.taint()) t.emplace_back(x + a.str().size(), y + a.str().size());
-  // Adjacent ranges merge, so the output's ranges stay few.
-  Ranges merged;
-  for (auto r : t) {
-    if (!merged.empty() && merged.back().second == r.first) {
-      merged.back().second = r.second;
+void StringBuilder::Append(const Value& s) {
+  const size_t at = text_.size();
+  for (auto [x, y] : s.taint()) {
+    if (!taint_.empty() && taint_.back().second == x + at) {
+      taint_.back().second = y + at;  // adjacent ranges merge, so they stay few
     } else {
-      merged.push_back(r);
+      taint_.emplace_back(x + at, y + at);
     }
   }
-  return Value::String(a.str() + b.str(), std::move(merged));
+  text_ += s.str();
+}
+
+Value StringBuilder::Take() {
+  Value v = Value::String(std::move(text_), std::move(taint_));
+  text_.clear();
+  taint_.clear();
+  return v;
+}
+
+Value Concat(const Value& a, const Value& b) {
+  StringBuilder out;
+  out.Append(a);
+  out.Append(b);
+  return out.Take();
+}
+
+absl::Status StepBytes(Renderer& r, size_t bytes, int line) {
+  for (size_t i = 0; i <= bytes / 256; ++i) {
+    if (absl::Status s = Step(r, line); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+int Nesting(const Value& v) {
+  int depth = 0;
+  if (v.kind() == Value::Kind::kList) {
+    for (const Value& e : v.list()) depth = std::max(depth, Nesting(e));
+    return depth + 1;
+  }
+  if (v.kind() == Value::Kind::kDict) {
+    for (const auto& [k, e] : v.dict()) depth = std::max(depth, Nesting(e));
+    return depth + 1;
+  }
+  return 0;
+}
+
+bool HoldsNamespace(const Value& v) {
+  if (v.kind() == Value::Kind::kNamespace) return true;
+  if (v.kind() == Value::Kind::kList) {
+    return std::any_of(v.list().begin(), v.list().end(), HoldsNamespace);
+  }
+  if (v.kind() == Value::Kind::kDict) {
+    return std::any_of(v.dict().begin(), v.dict().end(), [](const auto& kv) { return HoldsNamespace(kv.second); });
+  }
+  return false;
 }
 
 Value Derived(const Value& from, std::string s) {
@@ -326,12 +368,13 @@ Value StringMethod(const Value& s, const std::string& name) {
     }
     if (name == "join") {
       if (!a0 || a0->kind() != Value::Kind::kList) return LineError(line, "join: expected a list");
-      Value out = Value::String("");
+      StringBuilder out;
       for (size_t i = 0; i < a0->list().size(); ++i) {
-        if (i) out = Concat(out, s);
-        out = Concat(out, a0->list()[i].ToStr());
+        if (i) out.Append(s);
+        out.Append(a0->list()[i].ToStr());
+        if (out.size() > (size_t{64} << 20)) return LineError(line, "join: the string is too large");
       }
-      return out;
+      return out.Take();
     }
     if (name == "removeprefix" || name == "removesuffix") {
       auto affix = str_arg("the argument");
@@ -517,7 +560,11 @@ std::vector<std::pair<std::string, Value>> BuiltinGlobals(int64_t unix_time) {
   });
   add("namespace", [](Renderer&, const Args& a, int line) -> absl::StatusOr<Value> {
     auto ns = std::make_shared<Namespace>();
+    for (const auto& [k, v] : a.keyword) {
+      if (HoldsNamespace(v)) return LineError(line, "a namespace() attribute cannot hold a namespace");
+    }
     for (const Value& v : a.positional) {
+      if (HoldsNamespace(v)) return LineError(line, "a namespace() attribute cannot hold a namespace");
       if (v.kind() != Value::Kind::kDict) return LineError(line, "namespace: positional arguments must be mappings");
       for (const auto& [k, e] : v.dict()) ns->attrs[k] = e;
     }

@@ -22,12 +22,13 @@ class Renderer {
       for (const auto& [k, v] : context.dict()) scopes_.front()[k] = v;
     }
     scopes_.emplace_back();  // the template's own assignments
-    outputs_.push_back(Value::String(""));
+    outputs_.emplace_back();
     Flow flow = Flow::kNormal;
     if (absl::Status s = Exec(root_->body, flow); !s.ok()) return s;
+    Value out = outputs_.back().Take();
     Rendered r;
-    r.text = outputs_.back().str();
-    r.input_ranges = outputs_.back().taint();
+    r.text = out.str();
+    r.input_ranges = out.taint();
     return r;
   }
 
@@ -56,6 +57,14 @@ class Renderer {
     return absl::OkStatus();
   }
 
+  // Values nest no deeper than max_depth (printing and comparing them recurses).
+  absl::Status CheckNesting(const Value& v, int line) const {
+    if (Nesting(v) > limits_.max_depth) {
+      return LineError(line, absl::StrCat("lists and dicts nested deeper than ", limits_.max_depth));
+    }
+    return absl::OkStatus();
+  }
+
   Value Lookup(const std::string& name) const {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
       auto f = it->find(name);
@@ -66,11 +75,11 @@ class Renderer {
 
   absl::Status Write(const Value& v, int line) {
     if (absl::Status s = Step(line); !s.ok()) return s;
-    Value& out = outputs_.back();
-    if (out.str().size() + v.str().size() > limits_.max_output) {
+    StringBuilder& out = outputs_.back();
+    if (out.size() + v.str().size() > limits_.max_output) {
       return LineError(line, absl::StrCat("the output exceeds ", limits_.max_output, " bytes"));
     }
-    out = Concat(out, v);
+    out.Append(v);
     return absl::OkStatus();
   }
 
@@ -131,6 +140,10 @@ class Renderer {
             return LineError(n.line, absl::StrCat("cannot set an attribute of '", n.targets[0],
                                                   "', which is not a namespace()"));
           }
+          // No namespace inside a namespace: no cycles, so printing one terminates.
+          if (HoldsNamespace(*v)) {
+            return LineError(n.line, "a namespace() attribute cannot hold a namespace");
+          }
           target.ns().attrs[n.attr] = *v;
           return absl::OkStatus();
         }
@@ -153,10 +166,10 @@ class Renderer {
   }
 
   absl::StatusOr<Value> Capture(const Body& body, int line) {
-    outputs_.emplace_back(Value::String(""));
+    outputs_.emplace_back();
     Flow flow = Flow::kNormal;
     absl::Status s = Exec(body, flow);
-    Value out = outputs_.back();
+    Value out = outputs_.back().Take();
     outputs_.pop_back();
     if (!s.ok()) return s;
     (void)line;
@@ -301,8 +314,10 @@ class Renderer {
           if (!v.ok()) return v.status();
           items.push_back(*v);
         }
-        return e.kind == Expr::Kind::kTuple ? Value::MakeTuple(std::move(items))
-                                            : Value::MakeList(std::move(items));
+        Value v = e.kind == Expr::Kind::kTuple ? Value::MakeTuple(std::move(items))
+                                               : Value::MakeList(std::move(items));
+        if (absl::Status s = CheckNesting(v, e.line); !s.ok()) return s;
+        return v;
       }
       case Expr::Kind::kDict: {
         Dict items;
@@ -318,7 +333,9 @@ class Renderer {
           }
           if (!replaced) items.emplace_back(k->str(), *v);
         }
-        return Value::MakeDict(std::move(items));
+        Value v = Value::MakeDict(std::move(items));
+        if (absl::Status s = CheckNesting(v, e.line); !s.ok()) return s;
+        return v;
       }
       case Expr::Kind::kAttr:
       case Expr::Kind::kItem: return Subscript(e);
@@ -460,9 +477,9 @@ class Renderer {
         }
         return Substr(*base, start >= n ? pos : b, len);
       }
-      Value s = Value::String("");
-      for (const Value& c : out) s = Concat(s, c);
-      return s;
+      StringBuilder s;
+      for (const Value& c : out) s.Append(c);
+      return s.Take();
     }
     return Value::MakeList(std::move(out));
   }
@@ -478,9 +495,12 @@ class Renderer {
       return LineError(e.line, absl::StrCat("unsupported operand types for ", op));
     };
     if (op == "~") {
-      Value s = Concat(a.ToStr(), b.ToStr());
-      if (s.str().size() > limits_.max_output) return LineError(e.line, "a string exceeds the output limit");
-      return s;
+      const Value x = a.ToStr(), y = b.ToStr();
+      if (x.str().size() + y.str().size() > limits_.max_output) {
+        return LineError(e.line, "a string exceeds the output limit");
+      }
+      if (absl::Status s = StepBytes(*this, x.str().size() + y.str().size(), e.line); !s.ok()) return s;
+      return Concat(x, y);
     }
     if (op == "==") return Value::Bool(Equal(a, b));
     if (op == "!=") return Value::Bool(!Equal(a, b));
@@ -508,10 +528,14 @@ class Renderer {
         if (a.str().size() + b.str().size() > limits_.max_output) {
           return LineError(e.line, "a string exceeds the output limit");
         }
+        if (absl::Status s = StepBytes(*this, a.str().size() + b.str().size(), e.line); !s.ok()) return s;
         return Concat(a, b);
       }
       if (a.kind() == Value::Kind::kList && b.kind() == Value::Kind::kList) {
         if (a.list().size() + b.list().size() > limits_.max_output) return LineError(e.line, "a list too long");
+        if (absl::Status s = StepBytes(*this, 16 * (a.list().size() + b.list().size()), e.line); !s.ok()) {
+          return s;
+        }
         List out = a.list();
         out.insert(out.end(), b.list().begin(), b.list().end());
         return Value::MakeList(std::move(out));
@@ -524,9 +548,9 @@ class Renderer {
       if (n > 0 && s.str().size() * static_cast<uint64_t>(n) > limits_.max_output) {
         return LineError(e.line, "a string exceeds the output limit");
       }
-      Value out = Value::String("");
-      for (int64_t i = 0; i < n; ++i) out = Concat(out, s);
-      return out;
+      StringBuilder out;
+      for (int64_t i = 0; i < n; ++i) out.Append(s);
+      return out.Take();
     }
     const bool nums = (a.is_number() || a.kind() == Value::Kind::kBool) &&
                       (b.is_number() || b.kind() == Value::Kind::kBool);
@@ -580,7 +604,7 @@ class Renderer {
   std::shared_ptr<const Node> root_;
   const Limits& limits_;
   std::vector<Scope> scopes_;
-  std::vector<Value> outputs_{};
+  std::vector<StringBuilder> outputs_;
   int depth_ = 0;
   int64_t steps_ = 0;
 

@@ -41,7 +41,9 @@ absl::Status ToJson(const Value& v, int indent, bool sort_keys, int level, int l
   if (out.size() > limit) return LineError(line, "tojson: the output is too large");
   if (level > 200) return LineError(line, "tojson: nested too deeply");
   auto newline = [&](int l) {
-    if (indent >= 0) out += "\n" + std::string(static_cast<size_t>(indent) * l, ' ');
+    if (indent < 0) return;
+    out += '\n';
+    out.append(static_cast<size_t>(indent) * l, ' ');
   };
   const char* item_sep = indent >= 0 ? "," : ", ";
   switch (v.kind()) {
@@ -247,24 +249,24 @@ absl::StatusOr<Value> ApplyFilter(Renderer& r, const std::string& name, const Va
   if (name == "last") return items->empty() ? Value() : items->back();
   if (name == "reverse") {
     if (v.is_string()) {
-      Value out = Value::String("");
-      for (auto it = items->rbegin(); it != items->rend(); ++it) out = Concat(out, *it);
-      return out;
+      StringBuilder out;
+      for (auto it = items->rbegin(); it != items->rend(); ++it) out.Append(*it);
+      return out.Take();
     }
     return Value::MakeList(List(items->rbegin(), items->rend()));
   }
   if (name == "join") {
     const Value* attr = Arg(args, 1, "attribute");
     Value sep = a0 && a0->is_string() ? *a0 : Value::String("");
-    Value out = Value::String("");
+    StringBuilder out;
     for (size_t i = 0; i < items->size(); ++i) {
       if (absl::Status s = Step(r, line); !s.ok()) return s;
-      if (i) out = Concat(out, sep);
+      if (i) out.Append(sep);
       const Value e = attr && attr->is_string() ? GetAttr((*items)[i], attr->str()) : (*items)[i];
-      out = Concat(out, e.ToStr());
-      if (out.str().size() > LimitsOf(r).max_output) return LineError(line, "join: the output is too large");
+      out.Append(e.ToStr());
+      if (out.size() > LimitsOf(r).max_output) return LineError(line, "join: the output is too large");
     }
-    return out;
+    return out.Take();
   }
   if (name == "unique") {
     List out;

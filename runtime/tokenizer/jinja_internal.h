@@ -121,8 +121,26 @@ std::string FloatRepr(double d);
 absl::Status Step(Renderer& r, int line);
 const Limits& LimitsOf(const Renderer& r);
 
+// Builds a string piece by piece, taint included, in linear time.
+class StringBuilder {
+ public:
+  void Append(const Value& s);  // a string
+  size_t size() const { return text_.size(); }
+  Value Take();
+
+ private:
+  std::string text_;
+  Ranges taint_;
+};
+
 // a + b of strings, keeping both taints.
 Value Concat(const Value& a, const Value& b);
+// Work units for building a string of `bytes` (one per 256 bytes), so that copying is
+// bounded by Limits::max_steps too.
+absl::Status StepBytes(Renderer& r, size_t bytes, int line);
+// How deeply lists and dicts nest in v (0 for a scalar); true when v holds a namespace.
+int Nesting(const Value& v);
+bool HoldsNamespace(const Value& v);
 // `s` made from `from`: wholly input if `from` held any.
 Value Derived(const Value& from, std::string s);
 // from[begin, begin + n) of a string, its taint clipped.

@@ -1,4 +1,5 @@
 // Jinja tokens -> Node trees, by recursive descent with jinja2's operator precedence.
+#include <initializer_list>
 #include <optional>
 
 #include "absl/strings/match.h"
@@ -116,26 +117,26 @@ class ExprParser {
     }
     return value;
   }
-  absl::StatusOr<ExprPtr> Or() {
-    auto a = And();
-    while (a.ok() && IsName("or")) {
+  // One left-associative level: next (op next)*, `op` one of `ops` (names or operators).
+  using Level = absl::StatusOr<ExprPtr> (ExprParser::*)();
+  absl::StatusOr<ExprPtr> LeftAssoc(Level next, std::initializer_list<const char*> ops,
+                                    Expr::Kind kind = Expr::Kind::kBinary) {
+    auto a = (this->*next)();
+    while (a.ok()) {
+      const char* op = nullptr;
+      for (const char* o : ops) {
+        if (IsOp(o) || IsName(o)) op = o;
+      }
+      if (op == nullptr) break;
       ++p_;
-      auto b = And();
+      auto b = (this->*next)();
       if (!b.ok()) return b;
-      a = Binary(Expr::Kind::kOr, "or", std::move(*a), std::move(*b));
+      a = Binary(kind, op, std::move(*a), std::move(*b));
     }
     return a;
   }
-  absl::StatusOr<ExprPtr> And() {
-    auto a = Not();
-    while (a.ok() && IsName("and")) {
-      ++p_;
-      auto b = Not();
-      if (!b.ok()) return b;
-      a = Binary(Expr::Kind::kAnd, "and", std::move(*a), std::move(*b));
-    }
-    return a;
-  }
+  absl::StatusOr<ExprPtr> Or() { return LeftAssoc(&ExprParser::And, {"or"}, Expr::Kind::kOr); }
+  absl::StatusOr<ExprPtr> And() { return LeftAssoc(&ExprParser::Not, {"and"}, Expr::Kind::kAnd); }
   absl::StatusOr<ExprPtr> Not() {
     if (IsName("not")) {
       ++p_;
@@ -173,46 +174,11 @@ class ExprParser {
     }
     return a;
   }
-  absl::StatusOr<ExprPtr> Concat() {
-    auto a = Math1();
-    while (a.ok() && IsOp("~")) {
-      ++p_;
-      auto b = Math1();
-      if (!b.ok()) return b;
-      a = Binary(Expr::Kind::kBinary, "~", std::move(*a), std::move(*b));
-    }
-    return a;
-  }
-  absl::StatusOr<ExprPtr> Math1() {
-    auto a = Math2();
-    while (a.ok() && (IsOp("+") || IsOp("-"))) {
-      const std::string op = t_[p_++].text;
-      auto b = Math2();
-      if (!b.ok()) return b;
-      a = Binary(Expr::Kind::kBinary, op, std::move(*a), std::move(*b));
-    }
-    return a;
-  }
-  absl::StatusOr<ExprPtr> Math2() {
-    auto a = Pow();
-    while (a.ok() && (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%"))) {
-      const std::string op = t_[p_++].text;
-      auto b = Pow();
-      if (!b.ok()) return b;
-      a = Binary(Expr::Kind::kBinary, op, std::move(*a), std::move(*b));
-    }
-    return a;
-  }
-  absl::StatusOr<ExprPtr> Pow() {
-    auto a = Unary();
-    while (a.ok() && IsOp("**")) {
-      ++p_;
-      auto b = Unary();
-      if (!b.ok()) return b;
-      a = Binary(Expr::Kind::kBinary, "**", std::move(*a), std::move(*b));
-    }
-    return a;
-  }
+  absl::StatusOr<ExprPtr> Concat() { return LeftAssoc(&ExprParser::Math1, {"~"}); }
+  absl::StatusOr<ExprPtr> Math1() { return LeftAssoc(&ExprParser::Math2, {"+", "-"}); }
+  absl::StatusOr<ExprPtr> Math2() { return LeftAssoc(&ExprParser::Pow, {"*", "/", "//", "%"}); }
+  absl::StatusOr<ExprPtr> Pow() { return LeftAssoc(&ExprParser::UnaryFiltered, {"**"}); }
+  absl::StatusOr<ExprPtr> UnaryFiltered() { return Unary(true); }
   // As jinja2: `-x|f` is f(-x) (the sign binds tighter than the filter).
   absl::StatusOr<ExprPtr> Unary(bool with_filter = true) {
     DepthGuard g(*this);

@@ -152,12 +152,12 @@ std::string FloatRepr(double d) {
   std::string out = neg ? "-" : "";
   if (exp < -4 || exp >= 16) {
     out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) absl::StrAppend(&out, ".", digits.substr(1));
     char ebuf[16];
     std::snprintf(ebuf, sizeof(ebuf), "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
     return out + ebuf;
   }
-  if (exp < 0) return out + "0." + std::string(-exp - 1, '0') + digits;
+  if (exp < 0) return absl::StrCat(out, "0.", std::string(-exp - 1, '0'), digits);
   const size_t int_digits = static_cast<size_t>(exp) + 1;
   if (digits.size() <= int_digits) {
     return out + digits + std::string(int_digits - digits.size(), '0') + ".0";

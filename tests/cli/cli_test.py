@@ -45,6 +45,11 @@ class InspectTest(unittest.TestCase):
         self.assertEqual(j["tokenizer"]["chat_format"], "gemma")
         self.assertIn("gemma (built in: the file has no template)",
                       run("inspect", "gemma3-270m-it").stdout.decode())
+        p = run("generate", "-m", "gemma3-270m-it", "--chat", "-p", "Hi", "-n", "1")
+        self.assertIn("the model has no chat template; chat uses the built-in gemma format",
+                      p.stderr.decode())
+        p = run("generate", "-m", "smollm2-135m-instruct", "--chat", "-p", "Hi", "-n", "1")
+        self.assertNotIn("chat template", p.stderr.decode())
 
     def test_runnable_says_why_not(self):
         j = json.loads(run("inspect", "smollm2-135m-instruct", "--json").stdout)

@@ -12,16 +12,11 @@
 #include "nlohmann/json.hpp"
 #include "runtime/engine/generate.h"
 #include "runtime/engine/transformer.h"
+#include "tests/engine/engine_test_util.h"
 
 namespace tessera {
 namespace {
 
-// A cache for the test's (small) shape, which must be creatable.
-std::unique_ptr<KvCache> NewCache(const KvCacheShape& shape) {
-  auto c = KvCache::Create(shape);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? std::move(*c) : nullptr;
-}
 
 using json = nlohmann::json;
 
@@ -90,7 +85,7 @@ TEST_P(Golden, LogitsAndGreedyMatchTransformers) {
   const int64_t V = l.model->config().vocab;
   for (size_t p = 0; p < ref["prompts"].size(); ++p) {
     const std::vector<int32_t> prompt = Ids(ref["prompts"][p]);
-    std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
+    std::unique_ptr<KvCache> cache_owner = test_util::NewCache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
     ASSERT_NE(cache_owner, nullptr);
     KvCache& cache = *cache_owner;
     std::vector<float> logits;
@@ -154,7 +149,8 @@ TEST(ShapeOfTest, WeightBlockComesFromTheFile) {
     auto source = ModelSource::Open(GoldenDir("qwen3") + file);
     ASSERT_TRUE(source.ok()) << source.status();
     const parallel::ModelShape shape = ShapeOf(**source);
-    EXPECT_EQ(shape.weight_block, block) << file;
+    EXPECT_EQ(shape.o_block, block) << file;
+    EXPECT_EQ(shape.down_block, block) << file;
     const absl::Status tp2 = parallel::CheckTensorParallel(2, shape);
     if (block == 1) {
       EXPECT_TRUE(tp2.ok()) << tp2;
@@ -177,7 +173,7 @@ TEST(GoldenFastPath, QuantizedLogitsStayClose) {
     double worst = 0;
     for (size_t p = 0; p < ref["prompts"].size(); ++p) {
       const std::vector<int32_t> prompt = Ids(ref["prompts"][p]);
-      std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
+      std::unique_ptr<KvCache> cache_owner = test_util::NewCache(l.model->CacheShape(static_cast<int64_t>(prompt.size())));
       ASSERT_NE(cache_owner, nullptr);
       KvCache& cache = *cache_owner;
       std::vector<float> logits;
@@ -204,7 +200,7 @@ TEST(Batching, MixedBatchEqualsSequencesAlone) {
     const std::vector<int32_t> a = Ids(ref["prompts"][0]);  // 11 tokens
     std::vector<int32_t> b = Ids(ref["prompts"][1]);        // 3 tokens, then one decode
     auto alone = [&](const std::vector<int32_t>& ids) {
-      std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(static_cast<int64_t>(ids.size())));
+      std::unique_ptr<KvCache> cache_owner = test_util::NewCache(l.model->CacheShape(static_cast<int64_t>(ids.size())));
       std::vector<float> logits;
       if (cache_owner == nullptr) return logits;
       KvCache& cache = *cache_owner;
@@ -217,7 +213,7 @@ TEST(Batching, MixedBatchEqualsSequencesAlone) {
     b_plus.push_back(Ids(ref["greedy"][1])[0]);
     const std::vector<float> b_alone = alone(b_plus);
 
-    std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(64));
+    std::unique_ptr<KvCache> cache_owner = test_util::NewCache(l.model->CacheShape(64));
     ASSERT_NE(cache_owner, nullptr);
     KvCache& cache = *cache_owner;
     std::vector<float> logits;
@@ -243,7 +239,7 @@ TEST(Batching, MixedBatchEqualsSequencesAlone) {
 
 TEST(BadInput, ClearErrors) {
   Loaded l = Load("llama", "hf", false);
-  std::unique_ptr<KvCache> cache_owner = NewCache(l.model->CacheShape(8));
+  std::unique_ptr<KvCache> cache_owner = test_util::NewCache(l.model->CacheShape(8));
   ASSERT_NE(cache_owner, nullptr);
   KvCache& cache = *cache_owner;
   std::vector<float> logits;

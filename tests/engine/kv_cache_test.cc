@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/dequant.h"
+#include "tests/engine/engine_test_util.h"
 
 namespace tessera {
 namespace {
@@ -28,12 +29,6 @@ float Stored(float v, DType type) {
   }
 }
 
-// A cache for the test's (small) shape, which must be creatable.
-std::unique_ptr<KvCache> NewCache(const KvCacheShape& shape) {
-  auto c = KvCache::Create(shape);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? std::move(*c) : nullptr;
-}
 
 // A cache too large for memory (or for int64) is a Status naming it and its bytes, not
 // std::bad_alloc; a bad shape is INVALID_ARGUMENT.
@@ -84,7 +79,7 @@ TEST(KvCache, TypeNames) {
 }
 
 TEST(KvCache, PlanIsPureApplyAllocatesBlocks) {
-  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5});
+  std::unique_ptr<KvCache> cache_owner = test_util::NewCache({.layers = 2, .kv_dim = 3, .block_size = 4, .num_blocks = 5});
   ASSERT_NE(cache_owner, nullptr);
   KvCache& cache = *cache_owner;
   const KvCache::Append a[] = {{7, 6}, {9, 1}};
@@ -103,7 +98,7 @@ TEST(KvCache, PlanIsPureApplyAllocatesBlocks) {
 }
 
 TEST(KvCache, FullIsResourceExhaustedAndFreeReturnsBlocks) {
-  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 2});
+  std::unique_ptr<KvCache> cache_owner = test_util::NewCache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 2});
   ASSERT_NE(cache_owner, nullptr);
   KvCache& cache = *cache_owner;
   const KvCache::Append too_big[] = {{1, 5}};
@@ -121,7 +116,7 @@ TEST(KvCache, FullIsResourceExhaustedAndFreeReturnsBlocks) {
 }
 
 TEST(KvCache, DuplicatesStalePlansAndReserveWithoutCommit) {
-  std::unique_ptr<KvCache> cache_owner = NewCache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 4});
+  std::unique_ptr<KvCache> cache_owner = test_util::NewCache({.layers = 1, .kv_dim = 2, .block_size = 2, .num_blocks = 4});
   ASSERT_NE(cache_owner, nullptr);
   KvCache& cache = *cache_owner;
   const KvCache::Append twice[] = {{1, 1}, {1, 2}};
@@ -150,7 +145,7 @@ TEST(KvCache, DuplicatesStalePlansAndReserveWithoutCommit) {
 void CheckWritesLand(DType type) {
   SCOPED_TRACE(kernels::Name(type));
   std::unique_ptr<KvCache> cache_owner =
-      NewCache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6, .type = type});
+      test_util::NewCache({.layers = 2, .kv_dim = 2, .block_size = 3, .num_blocks = 6, .type = type});
   ASSERT_NE(cache_owner, nullptr);
   KvCache& cache = *cache_owner;
   // Interleave two sequences so their blocks are not contiguous.

@@ -12,16 +12,11 @@
 #include "runtime/engine/transformer.h"
 #include "runtime/tokenizer/prompt.h"
 #include "runtime/tokenizer/tokenizer.h"
+#include "tests/engine/engine_test_util.h"
 
 namespace tessera {
 namespace {
 
-// A cache for the test's (small) shape, which must be creatable.
-std::unique_ptr<KvCache> NewCache(const KvCacheShape& shape) {
-  auto c = KvCache::Create(shape);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? std::move(*c) : nullptr;
-}
 
 using json = nlohmann::json;
 
@@ -56,7 +51,7 @@ std::vector<float> ReadNpy(const std::string& path, int64_t* rows, int64_t* cols
 std::vector<float> AllLogits(const Transformer& m, const std::vector<int32_t>& ids,
                              kernels::DType kv_type = kernels::DType::kF32, bool all = true) {
   std::unique_ptr<KvCache> cache_owner =
-      NewCache(m.CacheShape(static_cast<int64_t>(ids.size()), 16, kv_type));
+      test_util::NewCache(m.CacheShape(static_cast<int64_t>(ids.size()), 16, kv_type));
   std::vector<float> logits;
   if (cache_owner == nullptr) return logits;
   KvCache& cache = *cache_owner;

@@ -21,8 +21,7 @@ ModelShape Flexible() {
                     .ffn = 840 * 4,
                     .n_experts = 840,
                     .moe_ffn = 840,
-                    .vocab = 1000,
-                    .weight_block = 1};
+                    .vocab = 1000};
 }
 
 // The rank getters are usable at compile time.
@@ -151,11 +150,24 @@ TEST(TopologyTest, RefusalsSayWhatWorks) {
       << t.status();
 
   // Q8_0 blocks: ffn 64 splits into whole 32-blocks over tp 2 but not 4.
-  const ModelShape q8{.n_heads = 4, .n_kv_heads = 4, .head_dim = 32, .ffn = 64, .weight_block = 32};
+  const ModelShape q8{.n_heads = 4, .n_kv_heads = 4, .head_dim = 32, .ffn = 64, .o_block = 32,
+                      .down_block = 32};
   EXPECT_TRUE(Topology::Make(2, 2, 1, 1, q8).ok());
   t = Topology::Make(4, 4, 1, 1, q8);
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("valid tp for this model: 1, 2"), absl::string_view::npos)
+      << t.status();
+
+  // Blocks per kind of weight: a 576-column attention output in a 32-block type beside a
+  // Q4_K down projection (SmolLM2 Q4_K_M) runs at tp 1 and 3 (192 columns, 6 blocks of 32;
+  // FFN shards of 512, 2 blocks of 256); tp 9 leaves FFN shards of 170.67.
+  const ModelShape mixed{.n_heads = 9, .n_kv_heads = 3, .head_dim = 64, .ffn = 1536, .o_block = 32,
+                         .down_block = 256};
+  EXPECT_TRUE(Topology::Make(1, 1, 1, 1, mixed).ok());
+  EXPECT_TRUE(Topology::Make(3, 3, 1, 1, mixed).ok());
+  t = Topology::Make(9, 9, 1, 1, mixed);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("valid tp for this model: 1, 3"), absl::string_view::npos)
       << t.status();
 
   const ModelShape moe{

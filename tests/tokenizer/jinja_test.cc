@@ -51,7 +51,9 @@ TEST(Jinja, MatchesJinja2OnSnippetsAndRealTemplates) {
     if (c.contains("error")) {
       EXPECT_FALSE(r.ok()) << name << " should fail as jinja2 did (" << c["error"] << "), gave "
                            << (r.ok() ? r->text : "");
-      if (!r.ok()) EXPECT_EQ(r.status().message().rfind("line ", 0), 0u) << r.status();
+      if (!r.ok()) {
+        EXPECT_EQ(r.status().message().rfind("line ", 0), 0u) << r.status();
+      }
     } else {
       ASSERT_TRUE(r.ok()) << name << ": " << r.status();
       EXPECT_EQ(r->text, c["output"].get<std::string>()) << name;
@@ -128,6 +130,30 @@ TEST(Jinja, LimitsStopRunawayTemplates) {
   std::string blocks;
   for (int i = 0; i < 100; ++i) blocks += "{% if true %}";
   EXPECT_FALSE(Template::Parse(blocks, small).ok());
+  // Values nested in a loop, and a namespace that would hold itself (a cycle).
+  auto lists = Render("{% set ns = namespace(x=[]) %}{% for i in range(300) %}{% set ns.x = [ns.x] %}"
+                      "{% endfor %}{{ ns.x }}", Value::MakeDict({}), 0, small);
+  ASSERT_FALSE(lists.ok());
+  EXPECT_NE(lists.status().message().find("nested deeper than 50"), std::string::npos) << lists.status();
+  for (const char* cycle : {"{% set ns = namespace(a=1) %}{% set ns.a = [ns] %}{{ ns }}",
+                            "{% set ns = namespace(a=1) %}{% set m = namespace(b=ns) %}"}) {
+    auto r = Render(cycle, Value::MakeDict({}));
+    ASSERT_FALSE(r.ok()) << cycle;
+    EXPECT_NE(r.status().message().find("cannot hold a namespace"), std::string::npos) << r.status();
+  }
+  // Strings grow in linear time: a 100k-item join and 20k appends to the output finish.
+  auto joined = Render("{{ range(100000)|join(',')|length }}", Value::MakeDict({}));
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->text, "588889");
+  auto appends = Render("{% for i in range(20000) %}{{ i }}{% endfor %}", Value::MakeDict({}));
+  ASSERT_TRUE(appends.ok()) << appends.status();
+  EXPECT_EQ(appends->text.size(), 88890u);
+  // Growing a string by + in a loop costs work in proportion to the bytes copied.
+  auto grow = Render("{% set ns = namespace(s='') %}{% for i in range(5000) %}"
+                     "{% set ns.s = ns.s + 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' %}{% endfor %}",
+                     Value::MakeDict({}), 0, Limits{.max_steps = 100000});
+  ASSERT_FALSE(grow.ok());
+  EXPECT_NE(grow.status().message().find("steps of work"), std::string::npos) << grow.status();
 }
 
 // transformers' {% generation %} (assistant masks) renders its body.

@@ -456,6 +456,7 @@ int BatchMain(int argc, char** argv) {
   };
   auto tok = LoadModelTokenizer(*loaded->source, model);
   if (!tok.ok()) return fail(tok.status());
+  NoteChatTemplate("batch", **tok);
   absl::StatusOr<EngineConfig> config = EngineConfigFor(*engine_flags, model);
   if (!config.ok()) return fail(config.status());
   return RunLeader(*args, model, **tok, world, *config, default_max);

@@ -12,6 +12,19 @@ namespace tessera::cli {
 
 using json = nlohmann::json;
 
+namespace {
+
+// Why the model's own chat template cannot render a one-message conversation; "" when it
+// can (or there is none).
+std::string ChatTemplateProblem(const tokenizer::Tokenizer& tok) {
+  if (tok.chat_template().empty()) return "";
+  const tokenizer::ChatMessage probe{"user", "Hello"};
+  auto r = tokenizer::RenderModelTemplate(tok, {&probe, 1}, /*add_generation_prompt=*/true);
+  return r.ok() ? "" : std::string(r.status().message());
+}
+
+}  // namespace
+
 json TokenizerSummary(const tokenizer::Tokenizer& tok) {
   json j;
   j["kind"] = tok.kind() == tokenizer::Kind::kByteLevelBpe ? "byte-level BPE"
@@ -39,9 +52,8 @@ json TokenizerSummary(const tokenizer::Tokenizer& tok) {
   const std::string chat = tokenizer::ChatTemplateKind(tok);
   j["chat_format"] = chat.empty() ? json(nullptr) : json(chat);
   if (chat == "jinja") {
-    const tokenizer::ChatMessage probe{"user", "Hello"};
-    auto r = tokenizer::RenderModelTemplate(tok, {&probe, 1}, true);
-    j["chat_template_error"] = r.ok() ? json(nullptr) : json(std::string(r.status().message()));
+    const std::string problem = ChatTemplateProblem(tok);
+    j["chat_template_error"] = problem.empty() ? json(nullptr) : json(problem);
   }
   return j;
 }
@@ -194,6 +206,20 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const M
   if (!tok.ok()) return tok.status();
   if (absl::Status s = CheckTokenizerVocab(model.config(), **tok); !s.ok()) return s;
   return tok;
+}
+
+void NoteChatTemplate(const char* cmd, const tokenizer::Tokenizer& tok) {
+  const std::string kind = tokenizer::ChatTemplateKind(tok);
+  if (kind == "jinja") {
+    if (const std::string problem = ChatTemplateProblem(tok); !problem.empty()) {
+      std::fprintf(stderr, "tessera %s: warning: chat requests will fail: %s\n", cmd,
+                   problem.c_str());
+    }
+  } else if (!kind.empty()) {
+    std::fprintf(stderr,
+                 "tessera %s: the model has no chat template; chat uses the built-in %s format\n",
+                 cmd, kind.c_str());
+  }
 }
 
 int Fail(const char* cmd, const absl::Status& status) {

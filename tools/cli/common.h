@@ -78,6 +78,9 @@ absl::StatusOr<LoadedReplica> LoadReplica(const Args& args, int tp, int ep, doub
                                           int* argc, char*** argv);
 // InvalidArgument naming both sizes unless `tok` has the model's vocabulary.
 absl::Status CheckTokenizerVocab(const ModelConfig& model, const tokenizer::Tokenizer& tok);
+// One stderr line when chat needs saying: a file without a chat template (the built-in
+// format used instead), or a template that does not render.
+void NoteChatTemplate(const char* cmd, const tokenizer::Tokenizer& tok);
 // The model's tokenizer, refused when its vocabulary is not the model's.
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const ModelSource& source,
                                                                          const Transformer& model);

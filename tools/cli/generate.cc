@@ -144,6 +144,7 @@ int GenerateMain(int argc, char** argv) {
     auto loaded_tok = LoadModelTokenizer(*source, *model);
     if (!loaded_tok.ok()) return fail(loaded_tok.status());
     tok = *std::move(loaded_tok);
+    if (args->Has("--chat")) NoteChatTemplate("generate", *tok);
     std::fprintf(stderr, "loaded %s: %s, %.1f MiB of weights in %.2f s\n",
                  source->path().c_str(), model->config().arch.c_str(),
                  model->weight_bytes() / 1048576.0,

@@ -201,6 +201,7 @@ int ReplicaMain(const char* cmd, bool embedded, int argc, char** argv) {
   }
   auto tok = LoadModelTokenizer(*loaded->source, *loaded->model);
   if (!tok.ok()) return fail(tok.status());
+  NoteChatTemplate("serve", **tok);
   absl::StatusOr<Listening> listening = Listen(*args, *model, **tok);
   if (!listening.ok()) return fail(listening.status());
   // Announced once the engine's replica has registered, so a client that starts on this
