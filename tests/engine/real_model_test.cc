@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 
@@ -99,6 +100,7 @@ struct RealModelCase {
   int64_t vocab = 49152;
   kernels::DType kv_type = kernels::DType::kF32;
   double tolerance = 1e-3;
+  size_t max_tokens = SIZE_MAX;  // prompts longer than this are skipped
 };
 constexpr size_t kAllLogitsTokens = 128;
 
@@ -111,6 +113,7 @@ void ExpectMatchesTransformers(const Transformer& m, const RealModelCase& c) {
   for (size_t p = 0; p < ref["prompts"].size(); ++p) {
     const json& pr = ref["prompts"][p];
     const auto ids = pr["ids"].get<std::vector<int32_t>>();
+    if (ids.size() > c.max_tokens) continue;
     const bool all = ids.size() <= kAllLogitsTokens;
     const std::vector<float> logits = AllLogits(m, ids, c.kv_type, all);
     ASSERT_EQ(logits.size(), (all ? ids.size() : 1) * V);
@@ -223,9 +226,10 @@ TEST_F(SmolLM2, TokenizerMatchesTransformersOnThePrompts) {
 
 // Gemma 3 270M: local layers (window 512) and global ones, a 262k SentencePiece vocabulary,
 // Gemma's chat format (the GGUF has no template: the vocabulary's turn markers select it).
-// The long prompt (589 tokens) runs past the window. The fast path (Q4_K, Q5_0, Q6_K and
-// Q8_0 weights decoded in registers, f32 activations) is held to the same bound as the
-// exact one.
+// The long prompt (589 tokens) runs past the window, on the fast path (Q4_K, Q5_0, Q6_K
+// and Q8_0 weights decoded in registers, f32 activations), held to the same bound as the
+// exact path on the short prompts (the exact path's f32 copy of the weights makes the long
+// one take minutes under AddressSanitizer).
 TEST(Gemma3, MatchesTransformers) {
   auto source = ModelSource::Open("gemma3-270m-it");
   ASSERT_TRUE(source.ok()) << source.status() << " (run deploy/fetch-model.sh gemma3-270m-it)";
@@ -235,7 +239,8 @@ TEST(Gemma3, MatchesTransformers) {
     auto m = Transformer::Load(**source, comm.get(), LoadOptions{.exact = exact});
     ASSERT_TRUE(m.ok()) << m.status();
     std::printf("%s path\n", exact ? "exact" : "fast");
-    ExpectMatchesTransformers(**m, {.model = "gemma3", .vocab = 262144});
+    ExpectMatchesTransformers(**m, {.model = "gemma3", .vocab = 262144,
+                                    .max_tokens = exact ? kAllLogitsTokens : SIZE_MAX});
   }
 }
 
