@@ -64,6 +64,14 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
                                                    c.rope_scaling, "' is not supported"));
   }
   if (absl::Status s = m->LoadRopeFactors(source); !s.ok()) return s;
+  // GGUF files that do not record the local-layer pattern or base get the architecture's.
+  if (m->gguf_ && m->config_.sliding_layers.empty() && m->arch_->gguf_sliding_pattern > 0) {
+    m->config_.sliding_layers = SlidingPattern(c.n_layers, m->arch_->gguf_sliding_pattern);
+    if (absl::Status s = ValidateConfig(m->config_, source.path()); !s.ok()) return s;
+  }
+  if (m->gguf_ && m->config_.rope_local_theta == 0) {
+    m->config_.rope_local_theta = m->arch_->gguf_local_rope_theta;
+  }
   if (!c.activation.empty()) {
     const bool gelu = m->arch_->activation == Activation::kGeluTanh;
     const bool matches = gelu ? (c.activation == "gelu_pytorch_tanh" || c.activation == "gelu_tanh")
@@ -268,21 +276,15 @@ AttentionOptions Transformer::LayerAttention(int64_t l) const {
                      .rope_theta = static_cast<float>(c.rope_theta),
                      .rope_layout = rope_layout_,
                      .rope_scaling = rope_scaling_};
-  // Local (sliding-window) layers: the config's pattern, else the architecture's for GGUF
-  // files (which do not record it), else every layer when there is a window.
-  bool local = c.sliding_window.has_value();
-  if (!c.sliding_layers.empty()) {
-    local = c.sliding_layers[l] != 0;
-  } else if (gguf_ && arch_->gguf_sliding_pattern > 0) {
-    local = (l + 1) % arch_->gguf_sliding_pattern != 0;
-  }
+  // Local (sliding-window) layers: the pattern's (Load filled in the architecture's for
+  // GGUF files without one), else every layer when there is a window.
+  const bool local = c.sliding_layers.empty() ? c.sliding_window.has_value()
+                                              : c.sliding_layers[l] != 0;
   if (local) {
     o.window = c.sliding_window.value_or(0);
     // A local RoPE base, where the model has one, comes without the global RoPE scaling.
-    const double local_theta =
-        c.rope_local_theta > 0 ? c.rope_local_theta : gguf_ ? arch_->gguf_local_rope_theta : 0;
-    if (local_theta > 0) {
-      o.rope_theta = static_cast<float>(local_theta);
+    if (c.rope_local_theta > 0) {
+      o.rope_theta = static_cast<float>(c.rope_local_theta);
       o.rope_scaling = {};
     }
   }

@@ -12,13 +12,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// Every Nth layer global (0), the others local (1): Gemma's sliding_window_pattern.
-std::vector<uint8_t> SlidingPattern(int64_t layers, int64_t n) {
-  std::vector<uint8_t> local;
-  for (int64_t l = 0; l < layers && l < (int64_t{1} << 20); ++l) local.push_back((l + 1) % n != 0);
-  return local;
-}
-
 absl::StatusOr<std::vector<uint8_t>> BoolArray(const gguf::GgufFile& f, const gguf::Value& v,
                                                const std::string& key) {
   std::vector<uint8_t> out;
@@ -36,6 +29,12 @@ absl::StatusOr<std::vector<uint8_t>> BoolArray(const gguf::GgufFile& f, const gg
 }
 
 }  // namespace
+
+std::vector<uint8_t> SlidingPattern(int64_t layers, int64_t n) {
+  std::vector<uint8_t> local;
+  for (int64_t l = 0; l < layers && l < (int64_t{1} << 20); ++l) local.push_back((l + 1) % n != 0);
+  return local;
+}
 
 absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
   auto bad = [&](const std::string& what) {

@@ -59,6 +59,10 @@ struct ModelConfig {
   std::string activation;
 };
 
+// Gemma's sliding_window_pattern `n`: every nth layer global (0), the others local (1);
+// at most 2^20 entries (a longer model's pattern then does not match its layer count).
+std::vector<uint8_t> SlidingPattern(int64_t layers, int64_t n);
+
 // INVALID_ARGUMENT, naming `where` and the field, unless: every size (layers, hidden, heads,
 // KV heads, head dim, FFN, vocabulary, context) is positive; the head dim is even; the KV
 // heads divide the heads; the expert counts are consistent; the RMSNorm epsilon is in

@@ -1,8 +1,6 @@
 // Chat templates: the model's own, rendered by the Jinja interpreter (jinja.h), and
 // built-in renderings of the families Tessera recognises (ChatML, Llama 3, Gemma) for
-// files without one. A general
-// Jinja interpreter is deliberately out of scope: DetectChatFormat maps a model's template
-// onto one of these, and returns nullopt for anything else.
+// files without one (DetectChatFormat picks one by the vocabulary's special tokens).
 #include <string>
 
 #include "absl/strings/str_cat.h"

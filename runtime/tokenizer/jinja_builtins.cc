@@ -72,8 +72,7 @@ bool HoldsNamespace(const Value& v) {
 }
 
 Value Derived(const Value& from, std::string s) {
-  const bool input = from.is_string() ? !from.taint().empty() : from.ToStr().taint().size() > 0;
-  return input ? Value::Input(std::move(s)) : Value::String(std::move(s));
+  return HasInput(from) ? Value::Input(std::move(s)) : Value::String(std::move(s));
 }
 
 Value Substr(const Value& from, size_t begin, size_t n) {

@@ -141,6 +141,8 @@ absl::Status StepBytes(Renderer& r, size_t bytes, int line);
 // How deeply lists and dicts nest in v (0 for a scalar); true when v holds a namespace.
 int Nesting(const Value& v);
 bool HoldsNamespace(const Value& v);
+// Whether v holds any input: a tainted string, or a list or dict with one inside.
+bool HasInput(const Value& v);
 // `s` made from `from`: wholly input if `from` held any.
 Value Derived(const Value& from, std::string s);
 // from[begin, begin + n) of a string, its taint clipped.

@@ -228,33 +228,29 @@ std::string Value::Repr() const {
   return "";
 }
 
-namespace {
-
-bool AnyTaint(const Value& v) {
+bool HasInput(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kString: return !v.taint().empty();
     case Value::Kind::kList:
       for (const Value& e : v.list()) {
-        if (AnyTaint(e)) return true;
+        if (HasInput(e)) return true;
       }
       return false;
     case Value::Kind::kDict:
       for (const auto& [k, e] : v.dict()) {
-        if (AnyTaint(e)) return true;
+        if (HasInput(e)) return true;
       }
       return false;
     default: return false;
   }
 }
 
-}  // namespace
-
 Value Value::ToStr() const {
   if (kind_ == Kind::kString) return *this;
   if (kind_ == Kind::kUndefined) return String("");
   std::string s = Repr();
   // A container holding input: all of its text counts as input.
-  return AnyTaint(*this) ? Input(std::move(s)) : String(std::move(s));
+  return HasInput(*this) ? Input(std::move(s)) : String(std::move(s));
 }
 
 }  // namespace tessera::tokenizer::jinja
