@@ -14,6 +14,11 @@
 // kLlama3 is _compute_llama3_parameters (Llama 3.1): wavelengths above
 // original_context/low_freq_factor are divided by `factor`, below
 // original_context/high_freq_factor kept, and smoothly interpolated between.
+// kYarn is _compute_yarn_parameters (YaRN: DeepSeek-V3, Kimi-K2, Qwen long context): with
+// the correction range [lo, hi] of pairs that turn beta_fast and beta_slow times over
+// original_context positions (floored and ceiled when `truncate`, clamped to [0, D-1]),
+// inv_freq = inv/factor * ramp + inv * (1 - ramp), ramp = clamp((i - lo) / (hi - lo), 0, 1);
+// the rotated values are then scaled by attention_factor (as transformers scales cos/sin).
 // freq_factors (GGUF's rope_freqs.weight, which llama.cpp's converter writes for Llama 3.x
 // instead of the config's scaling): when not empty, D/2 divisors applied to inv_freq after
 // `kind`'s scaling, pair by pair.
@@ -33,11 +38,14 @@ enum class RopeLayout {
 };
 
 struct RopeScaling {
-  enum Kind { kNone, kLinear, kLlama3 } kind = kNone;
+  enum Kind { kNone, kLinear, kLlama3, kYarn } kind = kNone;
   float factor = 1.0f;
   float low_freq_factor = 1.0f;   // kLlama3 only
   float high_freq_factor = 4.0f;  // kLlama3 only
-  int64_t original_context = 8192;  // kLlama3 only
+  int64_t original_context = 8192;  // kLlama3 and kYarn
+  float beta_fast = 32.0f, beta_slow = 1.0f;  // kYarn only
+  bool truncate = true;                       // kYarn only
+  float attention_factor = 1.0f;              // kYarn: multiplies the rotated values
   std::vector<float> freq_factors = {};  // empty, or D/2 positive divisors
 };
 

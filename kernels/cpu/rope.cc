@@ -1,5 +1,6 @@
 #include "kernels/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <vector>
@@ -60,6 +61,22 @@ std::vector<double> RopeInvFreq(int64_t head_dim, float theta, const RopeScaling
       }
       break;
     }
+    case RopeScaling::kYarn: {
+      const double d = static_cast<double>(head_dim);
+      auto correction_dim = [&](double rotations) {
+        return d * std::log(static_cast<double>(s.original_context) / (rotations * 2 * std::numbers::pi)) /
+               (2 * std::log(static_cast<double>(theta)));
+      };
+      double lo = correction_dim(s.beta_fast), hi = correction_dim(s.beta_slow);
+      if (s.truncate) lo = std::floor(lo), hi = std::ceil(hi);
+      lo = std::max(lo, 0.0), hi = std::min(hi, d - 1);
+      if (lo == hi) hi += 0.001;  // as transformers does
+      for (int64_t i = 0; i < half; ++i) {
+        const double ramp = std::clamp((static_cast<double>(i) - lo) / (hi - lo), 0.0, 1.0);
+        inv[i] = inv[i] / s.factor * ramp + inv[i] * (1 - ramp);
+      }
+      break;
+    }
   }
   if (!s.freq_factors.empty()) {
     TESSERA_KCHECK(static_cast<int64_t>(s.freq_factors.size()) == half,
@@ -79,8 +96,8 @@ void Rope(Tensor qk, const int32_t* positions, int64_t head_dim, float theta, Ro
     for (int64_t t = t0; t < t1; ++t) {
       for (int64_t i = 0; i < half; ++i) {  // once per token, shared by every head
         const double angle = positions[t] * inv[i];
-        cos[i] = static_cast<float>(std::cos(angle));
-        sin[i] = static_cast<float>(std::sin(angle));
+        cos[i] = static_cast<float>(std::cos(angle) * scaling.attention_factor);
+        sin[i] = static_cast<float>(std::sin(angle) * scaling.attention_factor);
       }
       for (int64_t h = 0; h < heads; ++h) {
         float* x = qk.as<float>() + t * width + h * head_dim;
@@ -116,10 +133,10 @@ void RopeReference(Tensor qk, const int32_t* positions, int64_t head_dim, float 
       for (int64_t i = 0; i < half; ++i) {
         int64_t a = 0, b = 0;
         PairIndex(layout, i, half, &a, &b);
-        const double angle = positions[t] * inv[i];
+        const double angle = positions[t] * inv[i], m = scaling.attention_factor;
         const double xa = x[a], xb = x[b];
-        x[a] = static_cast<float>(xa * std::cos(angle) - xb * std::sin(angle));
-        x[b] = static_cast<float>(xa * std::sin(angle) + xb * std::cos(angle));
+        x[a] = static_cast<float>(m * (xa * std::cos(angle) - xb * std::sin(angle)));
+        x[b] = static_cast<float>(m * (xa * std::sin(angle) + xb * std::cos(angle)));
       }
     }
   }

@@ -28,10 +28,14 @@ absl::StatusOr<DType> KvTypeFromName(absl::string_view name) {
 
 int64_t KvElementBytes(DType type) { return kernels::Info(type).block_bytes; }  // plain types
 
+int64_t KvCacheShape::bytes_per_token() const {
+  return layers * parts() * kv_dim * KvElementBytes(type);
+}
+
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheShape& shape) {
   const std::string what =
       absl::StrCat("KV cache (", shape.layers, " layers x ", shape.num_blocks, " blocks x ",
-                   shape.block_size, " tokens x K,V x ", shape.kv_dim, " ",
+                   shape.block_size, " tokens x ", shape.shared_kv ? "KV" : "K,V", " x ", shape.kv_dim, " ",
                    kernels::Name(shape.type), ")");
   if (!IsKvType(shape.type)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": the type must be F32, F16 or BF16"));
@@ -41,7 +45,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheShape& sha
     return absl::InvalidArgumentError(absl::StrCat(what, ": bad shape"));
   }
   const std::optional<int64_t> bytes = kernels::CheckedProduct(
-      {shape.layers, shape.num_blocks, 2, shape.block_size, shape.kv_dim,
+      {shape.layers, shape.num_blocks, shape.parts(), shape.block_size, shape.kv_dim,
        KvElementBytes(shape.type)});
   if (!bytes) return absl::ResourceExhaustedError(absl::StrCat(what, ": the byte size overflows int64"));
   absl::StatusOr<serving::KvBlockManager> blocks =
@@ -113,7 +117,7 @@ absl::Status KvCache::Free(SeqId seq) {
 
 uint8_t* KvCache::Block(int64_t layer, int32_t block, int kv) const {
   const int64_t per_block = shape_.block_size * shape_.kv_dim;
-  const int64_t index = ((layer * shape_.num_blocks + block) * 2 + kv) * per_block;
+  const int64_t index = ((layer * shape_.num_blocks + block) * shape_.parts() + kv) * per_block;
   return static_cast<uint8_t*>(storage_.data()) + index * KvElementBytes(shape_.type);
 }
 
@@ -122,6 +126,7 @@ void KvCache::Write(int64_t layer, SeqId seq, int64_t pos, const float* k, const
   const std::span<const int32_t> table = blocks_.BlockTable(seq);
   TESSERA_KCHECK(pos >= 0 && pos + n <= static_cast<int64_t>(table.size()) * shape_.block_size,
                  "KvCache::Write past the sequence's blocks");
+  TESSERA_KCHECK(shape_.shared_kv == (v == nullptr), "KvCache::Write: v is given iff K and V are apart");
   const int64_t D = shape_.kv_dim, row_bytes = D * KvElementBytes(shape_.type);
   auto store = [&](uint8_t* dst, const float* src) {
     kernels::StoreFloatRow(dst, shape_.type, src, D);
@@ -131,17 +136,17 @@ void KvCache::Write(int64_t layer, SeqId seq, int64_t pos, const float* k, const
     const int32_t block = table[p / shape_.block_size];
     const int64_t slot = p % shape_.block_size;
     store(Block(layer, block, 0) + slot * row_bytes, k + i * D);
-    store(Block(layer, block, 1) + slot * row_bytes, v + i * D);
+    if (!shape_.shared_kv) store(Block(layer, block, 1) + slot * row_bytes, v + i * D);
   }
 }
 
 kernels::PagedKv KvCache::Layer(int64_t layer, int64_t kv_heads) const {
   return kernels::PagedKv{.k = Block(layer, 0, 0),
-                          .v = Block(layer, 0, 1),
+                          .v = Block(layer, 0, shape_.shared_kv ? 0 : 1),
                           .type = shape_.type,
                           .num_blocks = shape_.num_blocks,
                           .block_size = shape_.block_size,
-                          .block_stride = 2 * shape_.block_size * shape_.kv_dim,
+                          .block_stride = shape_.parts() * shape_.block_size * shape_.kv_dim,
                           .kv_heads = kv_heads};
 }
 

@@ -12,8 +12,9 @@
 //
 // Storage is of the shape's type (f32, or f16 / bf16: K/V rounded to nearest even as they
 // are written, widened back to f32 by the attention kernel), laid out
-// [layer][block][K|V][block_size][kv_dim], where kv_dim = Hkv_local * D; Layer() views one
-// layer for kernels::PagedAttention. Not thread-safe: the engine's step loop owns it.
+// [layer][block][K|V][block_size][kv_dim], where kv_dim = Hkv_local * D (a shared_kv cache:
+// [layer][block][block_size][kv_dim], V read from the K rows); Layer() views one layer for
+// kernels::PagedAttention. Not thread-safe: the engine's step loop owns it.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,13 @@ struct KvCacheShape {
   int64_t block_size = 16;
   int64_t num_blocks = 0;
   kernels::DType type = kernels::DType::kF32;  // kF32, kF16 or kBF16
+  // A latent cache (multi-head latent attention): each position stores one row, read as
+  // both key and value (the value is the row's first elements), so a block has no V part.
+  bool shared_kv = false;
+
+  int64_t parts() const { return shared_kv ? 1 : 2; }  // K and V, or the one row
+  // Bytes one token position takes over all layers.
+  int64_t bytes_per_token() const;
 };
 
 // The KV element types a cache can store, by the --kv-type name ("f32", "f16", "bf16";
@@ -85,6 +93,7 @@ class KvCache {
 
   // Stores k, v [n, kv_dim] f32 (converted to the cache's type) at positions
   // [pos, pos + n) of `seq`, which its blocks must cover (CHECKed: the engine reserves first).
+  // A shared_kv cache stores k only (v must be null).
   void Write(int64_t layer, SeqId seq, int64_t pos, const float* k, const float* v, int64_t n);
   // One layer's blocks, for kernels::PagedAttention (kv_dim = kv_heads * D).
   kernels::PagedKv Layer(int64_t layer, int64_t kv_heads) const;

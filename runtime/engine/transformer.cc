@@ -49,20 +49,13 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
   m->tp_ = tp;
   m->gguf_ = source.format() == ModelSource::Format::kGguf;
   m->rope_layout_ = source.format() == ModelSource::Format::kGguf ? m->arch_->gguf_rope
-                                                                   : kernels::RopeLayout::kRotateHalf;
+                                                                   : m->arch_->hf_rope;
   const ModelConfig& c = m->config_;
-  if (c.rope_scaling == "linear") {
-    m->rope_scaling_ = {.kind = kernels::RopeScaling::kLinear, .factor = static_cast<float>(c.rope_factor)};
-  } else if (c.rope_scaling == "llama3") {
-    m->rope_scaling_ = {.kind = kernels::RopeScaling::kLlama3,
-                        .factor = static_cast<float>(c.rope_factor),
-                        .low_freq_factor = static_cast<float>(c.rope_low_freq_factor),
-                        .high_freq_factor = static_cast<float>(c.rope_high_freq_factor),
-                        .original_context = c.rope_original_context};
-  } else if (!c.rope_scaling.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(source.path(), ": RoPE scaling '",
-                                                   c.rope_scaling, "' is not supported"));
+  absl::StatusOr<kernels::RopeScaling> scaling = RopeScalingOf(c);
+  if (!scaling.ok()) {
+    return absl::Status(scaling.status().code(), absl::StrCat(source.path(), ": ", scaling.status().message()));
   }
+  m->rope_scaling_ = *std::move(scaling);
   if (absl::Status s = m->LoadRopeFactors(source); !s.ok()) return s;
   // GGUF files that do not record the local-layer pattern or base get the architecture's.
   if (m->gguf_ && m->config_.sliding_layers.empty() && m->arch_->gguf_sliding_pattern > 0) {
@@ -106,16 +99,21 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const ModelSource
                                              static_cast<int>(c.n_kv_heads))
                                : Split::Rows(tp->rank(), W);
   m->local_ffn_ = c.ffn / W;
+  if (c.kv_lora_rank > 0 && m->arch_ != &DeepseekV3Arch()) {
+    return absl::UnimplementedError(absl::StrCat(source.path(), ": latent attention (kv_lora_rank ",
+                                                 c.kv_lora_rank, ") in a ", c.arch, " model"));
+  }
   if (absl::Status s = m->LoadWeights(source, options); !s.ok()) return s;
   return m;
 }
 
 parallel::ModelShape ShapeOf(const ModelSource& source) {
   const ModelConfig& c = *source.config();
+  // (Latent attention: the output projection's columns are each head's value dims.)
   parallel::ModelShape m{.n_heads = c.n_heads,
                          .n_kv_heads = c.n_kv_heads,
-                         .head_dim = c.head_dim,
-                         .ffn = c.n_experts > 0 ? 0 : c.ffn,
+                         .head_dim = c.kv_lora_rank > 0 ? c.v_head_dim : c.head_dim,
+                         .ffn = c.n_experts > 0 && c.dense_layers == 0 ? 0 : c.ffn,
                          .n_experts = c.n_experts,
                          .moe_ffn = c.expert_ffn,
                          .vocab = c.vocab};
@@ -195,14 +193,9 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
     auto n = [&](const std::string& pattern) { return LayerName(pattern, l); };
     auto attn_norm = load_norm(n(names.attn_norm), H);
     auto ffn_norm = load_norm(n(names.ffn_norm), H);
-    auto q = load(n(names.q), {c.n_heads * D, H}, Split::Rows(rank, W));
-    auto k = load(n(names.k), {c.n_kv_heads * D, H}, kv_split_);
-    auto v = load(n(names.v), {c.n_kv_heads * D, H}, kv_split_);
-    auto o = load(n(names.o), {H, c.n_heads * D}, Split::Cols(rank, W));
-    for (const auto* s : {&attn_norm, &ffn_norm, &q, &k, &v, &o}) {
-      if (!s->ok()) return s->status();
-    }
-    if (c.n_experts > 0) {
+    if (!attn_norm.ok()) return attn_norm.status();
+    if (!ffn_norm.ok()) return ffn_norm.status();
+    if (c.n_experts > 0 && l >= c.dense_layers) {
       auto moe = LoadMoe(loader, names, l, options);
       if (!moe.ok()) return moe.status();
       L.moe = std::move(*moe);
@@ -216,6 +209,29 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
       L.gate = parallel::ColumnParallelLinear(std::move(*gate), std::nullopt);
       L.up = parallel::ColumnParallelLinear(std::move(*up), std::nullopt);
       L.down = parallel::RowParallelLinear(std::move(*down), std::nullopt, tp_);
+    }
+    L.attn_norm = std::move(*attn_norm);
+    L.ffn_norm = std::move(*ffn_norm);
+    if (arch_->post_norms) {
+      auto ap = load_norm(n(names.attn_post_norm), H);
+      auto fp = load_norm(n(names.ffn_post_norm), H);
+      if (!ap.ok()) return ap.status();
+      if (!fp.ok()) return fp.status();
+      L.attn_post_norm = std::move(*ap);
+      L.ffn_post_norm = std::move(*fp);
+    }
+    if (c.kv_lora_rank > 0) {
+      auto mla = LoadMla(loader, names, l, options);
+      if (!mla.ok()) return mla.status();
+      L.mla.emplace(*std::move(mla));
+      continue;
+    }
+    auto q = load(n(names.q), {c.n_heads * D, H}, Split::Rows(rank, W));
+    auto k = load(n(names.k), {c.n_kv_heads * D, H}, kv_split_);
+    auto v = load(n(names.v), {c.n_kv_heads * D, H}, kv_split_);
+    auto o = load(n(names.o), {H, c.n_heads * D}, Split::Cols(rank, W));
+    for (const auto* s : {&q, &k, &v, &o}) {
+      if (!s->ok()) return s->status();
     }
     AttentionWeights attention;
     std::optional<OwnedTensor> qb, kb, vb;
@@ -236,16 +252,6 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
       attention.q_norm = std::move(*qn);
       attention.k_norm = std::move(*kn);
     }
-    if (arch_->post_norms) {
-      auto ap = load_norm(n(names.attn_post_norm), H);
-      auto fp = load_norm(n(names.ffn_post_norm), H);
-      if (!ap.ok()) return ap.status();
-      if (!fp.ok()) return fp.status();
-      L.attn_post_norm = std::move(*ap);
-      L.ffn_post_norm = std::move(*fp);
-    }
-    L.attn_norm = std::move(*attn_norm);
-    L.ffn_norm = std::move(*ffn_norm);
     attention.q = parallel::ColumnParallelLinear(std::move(*q), std::move(qb));
     attention.k = parallel::ColumnParallelLinear(std::move(*k), std::move(kb));
     attention.v = parallel::ColumnParallelLinear(std::move(*v), std::move(vb));
@@ -295,6 +301,11 @@ AttentionOptions Transformer::LayerAttention(int64_t l) const {
     query_scale = static_cast<double>(c.hidden) / static_cast<double>(c.n_heads);
   }
   if (query_scale > 0) o.scale = static_cast<float>(1.0 / std::sqrt(query_scale));
+  // DeepSeek with YaRN: scores scaled by mscale(factor, mscale_all_dim)^2 beyond (N + R)^-1/2.
+  if (c.kv_lora_rank > 0 && c.rope_scaling == "yarn" && c.rope_mscale_all_dim > 0) {
+    const double m = YarnMscale(c.rope_factor, c.rope_mscale_all_dim);
+    o.scale = static_cast<float>(m * m / std::sqrt(static_cast<double>(c.qk_nope_dim + c.head_dim)));
+  }
   return o;
 }
 
@@ -375,9 +386,18 @@ absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
     w.shared = std::move(shared);
   }
   kernels::RoutingParams routing;
-  routing.method = kernels::RoutingMethod::kSoftmaxTopK;
+  routing.method = c.routing == "sigmoid" ? kernels::RoutingMethod::kSigmoidGroupedTopK
+                                          : kernels::RoutingMethod::kSoftmaxTopK;
   routing.top_k = static_cast<int32_t>(c.n_experts_used);
   routing.normalize_top_k = c.norm_topk_prob.value_or(arch_->norm_topk_default);
+  routing.n_group = static_cast<int32_t>(c.expert_groups);
+  routing.topk_group = static_cast<int32_t>(c.expert_groups_used);
+  routing.scaling_factor = static_cast<float>(c.routed_scale);
+  if (routing.method == kernels::RoutingMethod::kSigmoidGroupedTopK && loader.Has(n(names.router_bias))) {
+    auto bias = loader.LoadF32(n(names.router_bias), {E}, Split::None());
+    if (!bias.ok()) return bias.status();
+    w.selection_bias = std::move(*bias);
+  }
   if (P == 1) return parallel::MoeLayer::Create(std::move(w), routing, tp_);
   return parallel::MoeLayer::Create(std::move(w), routing, options.ep,
                                     parallel::ExpertParallelism::kReplicatedTokens);
@@ -411,11 +431,15 @@ int64_t Transformer::decode_weight_bytes() const {
 
 KvCacheShape Transformer::CacheShape(int64_t tokens, int64_t block_size,
                                      kernels::DType type) const {
+  // Latent attention: one row of the latent and the RoPE key per token, for every head.
+  const bool latent = config_.kv_lora_rank > 0;
   return KvCacheShape{.layers = config_.n_layers,
-                      .kv_dim = local_kv_heads_ * config_.head_dim,
+                      .kv_dim = latent ? config_.kv_lora_rank + config_.head_dim
+                                       : local_kv_heads_ * config_.head_dim,
                       .block_size = block_size,
                       .num_blocks = (tokens + block_size - 1) / block_size,
-                      .type = type};
+                      .type = type,
+                      .shared_kv = latent};
 }
 
 absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cache,
@@ -455,7 +479,10 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   // The gathered shards hold tp * ceil(V / tp) columns, padding included.
   const int64_t W = tp_->size(), padded_vocab = W * ((V + W - 1) / W);
   std::vector<float> x, h, o, attn, g, u, sel, scratch;
-  const int64_t attn_floats = layers_.empty() ? 0 : layers_.front().attention.scratch_per_token();
+  int64_t attn_floats = 0;
+  for (const Layer& L : layers_) {
+    attn_floats = std::max(attn_floats, L.mla ? L.mla->scratch_per_token() : L.attention.scratch_per_token());
+  }
   {
     using kernels::CheckedProduct;
     const std::optional<int64_t> floats = kernels::CheckedSum(
@@ -507,8 +534,8 @@ absl::Status Transformer::Forward(std::span<const SeqChunk> batch, KvCache& cach
   }
   for (const Layer& L : layers_) {
     kernels::RmsNorm(F32View(h, T, H), F32View(x, T, H), L.attn_norm.cview(), c.norm_eps);
-    if (absl::Status s =
-            L.attention.Forward(F32View(o, T, H), F32View(h, T, H), step, cache, attn);
+    if (absl::Status s = L.mla ? L.mla->Forward(F32View(o, T, H), F32View(h, T, H), step, cache, attn)
+                               : L.attention.Forward(F32View(o, T, H), F32View(h, T, H), step, cache, attn);
         !s.ok()) {
       return s;
     }

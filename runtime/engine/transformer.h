@@ -31,6 +31,7 @@
 #include "parallel/topology.h"
 #include "runtime/engine/attention_layer.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/mla_attention.h"
 #include "runtime/model/model_source.h"
 #include "runtime/model/weight_loader.h"
 #include "runtime/models/arch.h"
@@ -105,9 +106,10 @@ class Transformer {
     kernels::OwnedTensor attn_norm, ffn_norm;  // [H] f32
     std::optional<kernels::OwnedTensor> attn_post_norm, ffn_post_norm;  // [H] f32 (Gemma 3)
     AttentionLayer attention;                  // this rank's heads
+    std::optional<MlaAttentionLayer> mla;      // instead, in latent-attention models
     parallel::ColumnParallelLinear gate, up;   // [F, H]  (dense MLP)
     parallel::RowParallelLinear down;          // [H, F]
-    std::unique_ptr<parallel::MoeLayer> moe;   // instead of the dense MLP in MoE models
+    std::unique_ptr<parallel::MoeLayer> moe;   // instead of the dense MLP in MoE layers
   };
   absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> LoadMoe(WeightLoader& loader,
                                                              const TensorNames& names,
@@ -116,6 +118,9 @@ class Transformer {
   Transformer() = default;
   absl::Status LoadWeights(const ModelSource& source, const LoadOptions& options);
   absl::Status LoadRopeFactors(const ModelSource& source);
+  // Layer l's latent attention (transformer_mla.cc).
+  absl::StatusOr<MlaAttentionLayer> LoadMla(WeightLoader& loader, const TensorNames& names,
+                                            int64_t l, const LoadOptions& options) const;
   // Layer l's attention options (its window, RoPE base and scaling, score scale).
   AttentionOptions LayerAttention(int64_t l) const;
 

@@ -30,6 +30,44 @@ absl::StatusOr<std::vector<uint8_t>> BoolArray(const gguf::GgufFile& f, const gg
 
 }  // namespace
 
+double YarnMscale(double factor, double mscale) {
+  return factor <= 1 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0;
+}
+
+double YarnAttentionFactor(const ModelConfig& c) {
+  if (c.rope_attention_factor > 0) return c.rope_attention_factor;
+  if (c.rope_mscale > 0 && c.rope_mscale_all_dim > 0) {
+    return YarnMscale(c.rope_factor, c.rope_mscale) / YarnMscale(c.rope_factor, c.rope_mscale_all_dim);
+  }
+  return YarnMscale(c.rope_factor, 1.0);
+}
+
+absl::StatusOr<kernels::RopeScaling> RopeScalingOf(const ModelConfig& c) {
+  using kernels::RopeScaling;
+  if (c.rope_scaling.empty()) return RopeScaling{};
+  if (c.rope_scaling == "linear") {
+    return RopeScaling{.kind = RopeScaling::kLinear, .factor = static_cast<float>(c.rope_factor)};
+  }
+  if (c.rope_scaling == "llama3") {
+    return RopeScaling{.kind = RopeScaling::kLlama3,
+                       .factor = static_cast<float>(c.rope_factor),
+                       .low_freq_factor = static_cast<float>(c.rope_low_freq_factor),
+                       .high_freq_factor = static_cast<float>(c.rope_high_freq_factor),
+                       .original_context = c.rope_original_context};
+  }
+  if (c.rope_scaling == "yarn") {
+    return RopeScaling{.kind = RopeScaling::kYarn,
+                       .factor = static_cast<float>(c.rope_factor),
+                       .original_context = c.rope_original_context,
+                       .beta_fast = static_cast<float>(c.rope_beta_fast),
+                       .beta_slow = static_cast<float>(c.rope_beta_slow),
+                       .truncate = c.rope_truncate,
+                       .attention_factor = static_cast<float>(YarnAttentionFactor(c))};
+  }
+  return absl::InvalidArgumentError(absl::StrCat("RoPE scaling '", c.rope_scaling,
+                                                 "' is not supported (supported: linear, llama3, yarn)"));
+}
+
 std::vector<uint8_t> SlidingPattern(int64_t layers, int64_t n) {
   std::vector<uint8_t> local;
   for (int64_t l = 0; l < layers && l < (int64_t{1} << 20); ++l) local.push_back((l + 1) % n != 0);
@@ -65,6 +103,25 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
                             " / shared expert FFN size ", c.shared_expert_ffn,
                             " are inconsistent"));
   }
+  if (c.kv_lora_rank < 0 || c.q_lora_rank < 0 ||
+      (c.kv_lora_rank > 0 && (c.qk_nope_dim <= 0 || c.v_head_dim <= 0 || c.n_kv_heads != c.n_heads))) {
+    return bad(absl::StrCat("latent attention: KV rank ", c.kv_lora_rank, ", query rank ",
+                            c.q_lora_rank, ", no-RoPE head dim ", c.qk_nope_dim, ", value head dim ",
+                            c.v_head_dim, ", ", c.n_kv_heads, " KV heads for ", c.n_heads,
+                            " heads are inconsistent"));
+  }
+  if (c.dense_layers < 0 || c.dense_layers > c.n_layers || (c.dense_layers > 0 && c.n_experts == 0)) {
+    return bad(absl::StrCat(c.dense_layers, " leading dense layers of ", c.n_layers,
+                            (c.n_experts == 0 ? " in a model without experts" : "")));
+  }
+  if (c.routing != "softmax" && c.routing != "sigmoid") {
+    return bad(absl::StrCat("expert routing '", c.routing, "' is not one of softmax, sigmoid"));
+  }
+  if (c.expert_groups < 1 || c.expert_groups_used < 1 || c.expert_groups_used > c.expert_groups ||
+      (c.n_experts > 0 && c.n_experts % c.expert_groups != 0)) {
+    return bad(absl::StrCat(c.expert_groups, " expert groups (", c.expert_groups_used,
+                            " used) for ", c.n_experts, " experts are inconsistent"));
+  }
   if (!(std::isfinite(c.norm_eps) && c.norm_eps > 0 && c.norm_eps < 1)) {
     return bad(absl::StrCat("RMSNorm epsilon ", c.norm_eps, " must be finite and in (0, 1)"));
   }
@@ -74,6 +131,9 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
   };
   if (!positive_f32(c.rope_theta)) {
     return bad(absl::StrCat("RoPE theta ", c.rope_theta, " must be finite and positive"));
+  }
+  if (!positive_f32(c.routed_scale)) {
+    return bad(absl::StrCat("expert weight scale ", c.routed_scale, " must be finite and positive"));
   }
   if (!c.rope_scaling.empty() && !positive_f32(c.rope_factor)) {
     return bad(absl::StrCat("RoPE scaling factor ", c.rope_factor, " must be finite and positive"));
@@ -85,6 +145,18 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
                             "and original_max_position_embeddings > 0; found ",
                             c.rope_low_freq_factor, ", ", c.rope_high_freq_factor, ", ",
                             c.rope_original_context));
+  }
+  if (c.rope_scaling == "yarn" &&
+      !(positive_f32(c.rope_beta_fast) && positive_f32(c.rope_beta_slow) &&
+        c.rope_original_context > 0 && c.rope_original_context <= (int64_t{1} << 40))) {
+    return bad(absl::StrCat("yarn RoPE scaling needs positive beta_fast, beta_slow and "
+                            "original_max_position_embeddings; found ",
+                            c.rope_beta_fast, ", ", c.rope_beta_slow, ", ", c.rope_original_context));
+  }
+  for (auto [what, v] : {std::pair<const char*, double>{"yarn attention_factor", c.rope_attention_factor},
+                         {"yarn mscale", c.rope_mscale},
+                         {"yarn mscale_all_dim", c.rope_mscale_all_dim}}) {
+    if (!(v == 0 || positive_f32(v))) return bad(absl::StrCat(what, " ", v, " must be finite and >= 0"));
   }
   if (c.sliding_window && *c.sliding_window < 0) {
     return bad(absl::StrCat("sliding window ", *c.sliding_window, " must be >= 0"));
@@ -105,17 +177,31 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
   using kernels::CheckedProduct;
   const int64_t L = c.n_layers, H = c.hidden, T = c.context, V = c.vocab, F = c.ffn,
                 E = c.n_experts, Fe = c.expert_ffn, Fs = c.shared_expert_ffn;
-  const std::optional<int64_t> q = CheckedProduct({c.n_heads, c.head_dim}),
-                               kv = CheckedProduct({c.n_kv_heads, c.head_dim});
   using kernels::CheckedSum;
+  // Per layer: the attention's weight elements, the widest attention activation row and a
+  // token's K/V elements (latent attention: each head's query, key and value dims over its
+  // widest input; rows of every head's absorbed query; the latent and the RoPE key).
+  const bool latent = c.kv_lora_rank > 0;
+  const std::optional<int64_t> q = CheckedProduct({c.n_heads, c.head_dim}),
+                               kv = latent ? CheckedSum({c.kv_lora_rank, c.head_dim})
+                                           : CheckedProduct({c.n_kv_heads, c.head_dim});
+  const std::optional<int64_t> attn =
+      latent ? CheckedProduct({c.n_heads,
+                               CheckedSum({c.head_dim, c.qk_nope_dim, c.qk_nope_dim, c.v_head_dim,
+                                           c.v_head_dim}).value_or(-1),
+                               CheckedSum({H, c.q_lora_rank, c.kv_lora_rank}).value_or(-1)})
+             : (q && kv ? CheckedSum({CheckedProduct({2, *q, H}), CheckedProduct({2, *kv, H})})
+                        : std::nullopt);
+  const std::optional<int64_t> attn_row =
+      latent && kv ? CheckedProduct({c.n_heads, *kv}) : q;
   std::optional<int64_t> layer;  // weight elements of one layer
-  if (q && kv) {
-    layer = CheckedSum({CheckedProduct({2, *q, H}), CheckedProduct({2, *kv, H}), CheckedProduct({3, F, H}),
-                 CheckedProduct({3, E, Fe, H}), CheckedProduct({E, H}), CheckedProduct({3, Fs, H})});
+  if (attn && kv && attn_row) {
+    layer = CheckedSum({attn, CheckedProduct({3, F, H}), CheckedProduct({3, E, Fe, H}),
+                        CheckedProduct({E, H}), CheckedProduct({3, Fs, H})});
   }
   const std::optional<int64_t> weights =
       layer ? CheckedSum({CheckedProduct({L, *layer, 4}), CheckedProduct({2, V, H, 4})}) : std::nullopt;
-  const int64_t widest = std::max({H, q.value_or(0), F, Fe, Fs});
+  const int64_t widest = std::max({H, attn_row.value_or(0), F, Fe, Fs});
   for (auto [name, bytes] :
        {std::pair<const char*, std::optional<int64_t>>{"the weights at f32", weights},
         {"the KV cache for the full context", kv ? CheckedProduct({L, T, *kv, 2, 4}) : std::nullopt},
@@ -159,6 +245,14 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
     c.rope_scaling = std::string(*type);
     c.rope_factor = f.GetFloat(p + "rope.scaling.factor").value_or(1.0);
     c.rope_original_context = f.GetInt(p + "rope.scaling.original_context_length").value_or(0);
+    if (c.rope_scaling == "yarn" && c.rope_original_context == 0) c.rope_original_context = c.context;
+    c.rope_beta_fast = f.GetFloat(p + "rope.scaling.yarn_beta_fast").value_or(32.0);
+    c.rope_beta_slow = f.GetFloat(p + "rope.scaling.yarn_beta_slow").value_or(1.0);
+    // llama.cpp's converter writes DeepSeek's 0.1 * mscale_all_dim as the log multiplier
+    // (and runs its RoPE with no net cos/sin factor: mscale = mscale_all_dim).
+    if (auto log_mul = f.GetFloat(p + "rope.scaling.yarn_log_multiplier"); log_mul.ok()) {
+      c.rope_mscale = c.rope_mscale_all_dim = *log_mul / 0.1;
+    }
   }
   c.norm_eps = f.GetFloat(p + "attention.layer_norm_rms_epsilon").value_or(1e-5);
   c.n_experts = f.GetInt(p + "expert_count").value_or(0);
@@ -166,6 +260,48 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
   c.expert_ffn = f.GetInt(p + "expert_feed_forward_length").value_or(c.ffn);
   c.shared_expert_ffn = f.GetInt(p + "expert_shared_feed_forward_length").value_or(0);
   if (auto norm = f.GetBool(p + "expert_weights_norm"); norm.ok()) c.norm_topk_prob = *norm;
+  c.dense_layers = f.GetInt(p + "leading_dense_block_count").value_or(0);
+  if (auto shared = f.GetInt(p + "expert_shared_count"); shared.ok() && *shared > 0) {
+    // DeepSeek: the shared experts run as one MLP of their summed size.
+    const std::optional<int64_t> fs = kernels::CheckedProduct({*shared, c.expert_ffn});
+    if (!fs) {
+      return absl::InvalidArgumentError(absl::StrCat(f.name(), ": metadata key ", p,
+                                                     "expert_shared_count: ", *shared,
+                                                     " shared experts overflow int64"));
+    }
+    c.shared_expert_ffn = *fs;
+  }
+  c.routed_scale = f.GetFloat(p + "expert_weights_scale").value_or(1.0);
+  if (auto gating = f.GetInt(p + "expert_gating_func"); gating.ok()) {
+    // llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE: 1 softmax, 2 sigmoid.
+    if (*gating != 1 && *gating != 2) {
+      return absl::UnimplementedError(absl::StrCat(f.name(), ": metadata key ", p,
+                                                   "expert_gating_func: ", *gating,
+                                                   " (known: 1 softmax, 2 sigmoid)"));
+    }
+    c.routing = *gating == 2 ? "sigmoid" : "softmax";
+  }
+  c.expert_groups = f.GetInt(p + "expert_group_count").value_or(1);
+  c.expert_groups_used = f.GetInt(p + "expert_group_used_count").value_or(c.expert_groups);
+  // Latent attention (llama.cpp's deepseek2): head_count_kv, key_length and value_length
+  // then describe the cache row (1 head of kv_lora_rank + RoPE dims); the per-head query
+  // and value dims are key_length_mla and value_length_mla (older files: key_length and
+  // value_length, with head_count_kv = head_count).
+  c.kv_lora_rank = f.GetInt(p + "attention.kv_lora_rank").value_or(0);
+  if (c.kv_lora_rank > 0) {
+    c.q_lora_rank = f.GetInt(p + "attention.q_lora_rank").value_or(0);
+    auto rope = f.GetInt(p + "rope.dimension_count");
+    if (!rope.ok()) return rope.status();
+    const bool split = f.Find(p + "attention.key_length_mla") != nullptr;
+    auto key = f.GetInt(p + (split ? "attention.key_length_mla" : "attention.key_length"));
+    auto value = f.GetInt(p + (split ? "attention.value_length_mla" : "attention.value_length"));
+    if (!key.ok()) return key.status();
+    if (!value.ok()) return value.status();
+    c.head_dim = *rope;
+    c.qk_nope_dim = *key - *rope;
+    c.v_head_dim = *value;
+    c.n_kv_heads = c.n_heads;
+  }
   if (auto sw = f.GetInt(p + "attention.sliding_window"); sw.ok()) c.sliding_window = *sw;
   if (const gguf::Value* pattern = f.Find(p + "attention.sliding_window_pattern")) {
     // An integer N (every Nth layer global) or one bool per layer (true: local).
@@ -195,7 +331,8 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
     c.vocab = static_cast<int64_t>(tokens->items().size());
   }
   c.tied_embeddings = f.FindTensor("output.weight") == nullptr;
-  if (auto rope_dims = f.GetInt(p + "rope.dimension_count"); rope_dims.ok() && *rope_dims != c.head_dim) {
+  if (auto rope_dims = f.GetInt(p + "rope.dimension_count");
+      c.kv_lora_rank == 0 && rope_dims.ok() && *rope_dims != c.head_dim) {
     return absl::UnimplementedError(absl::StrCat(
         f.name(), ": metadata key ", p, "rope.dimension_count: ", *rope_dims,
         " rotary dims differ from the head dim ", c.head_dim,
@@ -254,6 +391,61 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
   if (auto norm = j.find("norm_topk_prob"); norm != j.end() && norm->is_boolean()) {
     c.norm_topk_prob = norm->get<bool>();
   }
+  // DeepSeek-V3 / Kimi-K2: latent attention, sigmoid grouped routing, shared experts, and
+  // the first layers dense.
+  if (absl::Status s = get_int("kv_lora_rank", c.kv_lora_rank, false); !s.ok()) return s;
+  if (c.kv_lora_rank > 0) {
+    int64_t rope = 0;
+    for (auto [key, out] : {std::pair<const char*, int64_t*>{"q_lora_rank", &c.q_lora_rank},
+                            {"qk_nope_head_dim", &c.qk_nope_dim},
+                            {"qk_rope_head_dim", &rope},
+                            {"v_head_dim", &c.v_head_dim}}) {
+      if (absl::Status s = get_int(key, *out, std::string(key) != "q_lora_rank"); !s.ok()) return s;
+    }
+    c.head_dim = rope;
+    c.n_kv_heads = c.n_heads;
+    if (auto bias = j.find("attention_bias"); bias != j.end() && *bias == true) {
+      return absl::UnimplementedError(
+          absl::StrCat(path, ": attention_bias: true; latent attention without biases only"));
+    }
+    if (auto il = j.find("rope_interleave"); il != j.end() && *il == false) {
+      return absl::UnimplementedError(absl::StrCat(
+          path, ": rope_interleave: false; latent attention rotates adjacent pairs only"));
+    }
+  }
+  if (auto n = j.find("n_routed_experts"); n != j.end() && !n->is_null()) {
+    int64_t shared = 0, freq = 1;
+    for (auto [key, out] : {std::pair<const char*, int64_t*>{"n_routed_experts", &c.n_experts},
+                            {"n_shared_experts", &shared},
+                            {"first_k_dense_replace", &c.dense_layers},
+                            {"moe_layer_freq", &freq},
+                            {"n_group", &c.expert_groups},
+                            {"topk_group", &c.expert_groups_used}}) {
+      if (absl::Status s = get_int(key, *out, false); !s.ok()) return s;
+    }
+    if (freq != 1) {
+      return absl::UnimplementedError(absl::StrCat(
+          path, ": moe_layer_freq: ", freq, "; only every layer after the dense ones is MoE"));
+    }
+    if (shared < 0) return bad("n_shared_experts", "must be >= 0");
+    if (shared > 0) {
+      const std::optional<int64_t> fs = kernels::CheckedProduct({shared, c.expert_ffn});
+      if (!fs) return bad("n_shared_experts", "overflows int64");
+      c.shared_expert_ffn = *fs;
+    }
+    if (absl::Status s = get_float("routed_scaling_factor", c.routed_scale); !s.ok()) return s;
+    // DeepSeek-V3's router: sigmoid scores, selection biased by e_score_correction_bias.
+    c.routing = "sigmoid";
+    auto scoring = j.find("scoring_func");
+    auto method = j.find("topk_method");
+    if ((scoring != j.end() && *scoring != "sigmoid") ||
+        (method != j.end() && *method != "noaux_tc")) {
+      return absl::UnimplementedError(absl::StrCat(
+          path, ": scoring_func ", scoring != j.end() ? scoring->dump() : "(none)",
+          ", topk_method ", method != j.end() ? method->dump() : "(none)",
+          "; DeepSeek routing is supported as V3 has it (sigmoid, noaux_tc)"));
+    }
+  }
   if (absl::Status s = get_float("rope_theta", c.rope_theta); !s.ok()) return s;
   // transformers >= 5 writes rope_parameters; older versions rope_theta and rope_scaling.
   // Models with local and global layers (Gemma 3) have one set per layer type there.
@@ -269,9 +461,13 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
     for (absl::Status s : {num("rope_theta", c.rope_theta), num("factor", c.rope_factor),
                            num("low_freq_factor", c.rope_low_freq_factor),
                            num("high_freq_factor", c.rope_high_freq_factor),
-                           num("original_max_position_embeddings", original)}) {
+                           num("original_max_position_embeddings", original),
+                           num("beta_fast", c.rope_beta_fast), num("beta_slow", c.rope_beta_slow),
+                           num("attention_factor", c.rope_attention_factor),
+                           num("mscale", c.rope_mscale), num("mscale_all_dim", c.rope_mscale_all_dim)}) {
       if (!s.ok()) return s;
     }
+    if (auto t = rp.find("truncate"); t != rp.end() && t->is_boolean()) c.rope_truncate = t->get<bool>();
     // A double outside int64's range does not convert (undefined behaviour); 2^53 is far
     // above any context length and exact in a double.
     if (!(original >= 0 && original <= 9007199254740992.0)) {
@@ -313,6 +509,8 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
       }
     }
   }
+  // transformers' default for YaRN's pre-training context: the model's.
+  if (c.rope_scaling == "yarn" && c.rope_original_context == 0) c.rope_original_context = c.context;
   if (absl::Status s = get_float("rms_norm_eps", c.norm_eps); !s.ok()) return s;
   if (auto sw = j.find("sliding_window"); sw != j.end() && sw->is_number_integer()) {
     const bool enabled = !j.contains("use_sliding_window") || j["use_sliding_window"] == true;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/rope.h"
 #include "nlohmann/json.hpp"
 #include "runtime/model/gguf.h"
 
@@ -36,6 +37,12 @@ struct ModelConfig {
   double rope_factor = 1.0;
   double rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
   int64_t rope_original_context = 0;
+  // YaRN ("yarn"): the correction range's rotation counts, whether it is truncated, and the
+  // factor on cos/sin (0: derived from factor, mscale and mscale_all_dim as transformers
+  // does); DeepSeek also scales its attention scores by mscale(factor, mscale_all_dim)^2.
+  double rope_beta_fast = 32, rope_beta_slow = 1;
+  bool rope_truncate = true;
+  double rope_attention_factor = 0, rope_mscale = 0, rope_mscale_all_dim = 0;
   double norm_eps = 1e-5;
   int64_t n_experts = 0;       // 0 for dense models
   int64_t n_experts_used = 0;  // top-k
@@ -54,10 +61,34 @@ struct ModelConfig {
   // head_dim^-1/2.
   double query_scale = 0;
   bool tied_embeddings = false;
+  // Multi-head latent attention (DeepSeek-V2/V3, Kimi-K2), when kv_lora_rank > 0: keys and
+  // values come from one compressed latent of kv_lora_rank per token (what the KV cache
+  // stores, with a RoPE key of head_dim shared by every head); head_dim is the RoPE part of
+  // each head's query and key, qk_nope_dim the rest, v_head_dim each head's value.
+  int64_t kv_lora_rank = 0;
+  int64_t q_lora_rank = 0;  // the query's low-rank projection; 0: projected directly
+  int64_t qk_nope_dim = 0;
+  int64_t v_head_dim = 0;
+  // MoE models whose first layers use the dense MLP (DeepSeek first_k_dense_replace).
+  int64_t dense_layers = 0;
+  // Expert routing: "softmax" (Mixtral, Qwen) or "sigmoid" (DeepSeek-V3: sigmoid scores,
+  // grouped top-k, e_score_correction_bias), the expert groups, and a scale of the weights.
+  std::string routing = "softmax";
+  int64_t expert_groups = 1, expert_groups_used = 1;
+  double routed_scale = 1.0;
   // The MLP activation a Hugging Face config names (hidden_activation, else hidden_act:
   // "silu", "gelu_pytorch_tanh", ...); empty in GGUF files, whose architecture implies it.
   std::string activation;
 };
+
+// YaRN's magnitude correction 0.1 * mscale * ln(factor) + 1 (1 for factor <= 1), and the
+// cos/sin factor a config implies: attention_factor if given, else mscale(factor, mscale) /
+// mscale(factor, mscale_all_dim) when both are set, else mscale(factor, 1) (transformers).
+double YarnMscale(double factor, double mscale);
+double YarnAttentionFactor(const ModelConfig& config);
+// The RoPE scaling the kernels apply for the config's rope_scaling ("", "linear", "llama3",
+// "yarn"); INVALID_ARGUMENT naming any other kind.
+absl::StatusOr<kernels::RopeScaling> RopeScalingOf(const ModelConfig& config);
 
 // Gemma's sliding_window_pattern `n`: every nth layer global (0), the others local (1);
 // at most 2^20 entries (a longer model's pattern then does not match its layer count).

@@ -25,6 +25,13 @@ struct TensorNames {
   // index), GGUF one stacked [E, ...] tensor per projection (the "{e}" patterns are empty).
   std::string router, expert_gate, expert_up, expert_down;
   std::string shared_gate, shared_up, shared_down, shared_router;  // Qwen2-MoE shared expert
+  std::string router_bias;  // DeepSeek-V3's e_score_correction_bias (selection only)
+  // Latent attention (DeepSeek): the query's low-rank pair and its norm (or q, when the
+  // query is projected directly); the KV latent with the RoPE key, its norm, and the
+  // up-projection of the latent to every head's key and value: one [Hq*(nope+v), r] tensor
+  // (kv_b, Hugging Face and older GGUF files) or, as llama.cpp writes it now, the key part
+  // transposed per head, k_b [Hq, r, nope], and the value part, v_b [Hq, v, r].
+  std::string q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b, k_b, v_b;
 };
 
 // The MLP's gated activation: SwiGLU, silu(gate) * up, or GeGLU, gelu(gate) * up with
@@ -57,7 +64,12 @@ struct ArchSpec {
   int64_t gguf_sliding_pattern = 0;
   double gguf_local_rope_theta = 0;
   // Hugging Face names of this family's MoE tensors (the dense names are shared).
-  std::string hf_router, hf_expert_gate, hf_expert_up, hf_expert_down;
+  std::string hf_router = {}, hf_expert_gate = {}, hf_expert_up = {}, hf_expert_down = {};
+  // And of its shared expert(s), when they differ from Qwen2-MoE's mlp.shared_expert.*.
+  std::string hf_shared_prefix = {};
+  // Layout of the Q/K rows of Hugging Face checkpoints (DeepSeek's rope_interleave rotates
+  // adjacent pairs).
+  kernels::RopeLayout hf_rope = kernels::RopeLayout::kRotateHalf;
 };
 
 // The standard names of llama.cpp's GGUF converter and of Hugging Face's Llama-family
@@ -74,6 +86,7 @@ const ArchSpec& Qwen2MoeArch();
 const ArchSpec& Qwen3MoeArch();
 const ArchSpec& Qwen3Arch();
 const ArchSpec& Gemma3Arch();
+const ArchSpec& DeepseekV3Arch();
 
 // The spec for a GGUF general.architecture or an HF model_type; NOT_FOUND lists the known.
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name);

@@ -36,10 +36,21 @@ TensorNames GgufTensorNames() {
       .shared_up = "blk.{}.ffn_up_shexp.weight",
       .shared_down = "blk.{}.ffn_down_shexp.weight",
       .shared_router = "blk.{}.ffn_gate_inp_shexp.weight",
+      .router_bias = "blk.{}.exp_probs_b.bias",
+      .q_a = "blk.{}.attn_q_a.weight",
+      .q_a_norm = "blk.{}.attn_q_a_norm.weight",
+      .q_b = "blk.{}.attn_q_b.weight",
+      .kv_a = "blk.{}.attn_kv_a_mqa.weight",
+      .kv_a_norm = "blk.{}.attn_kv_a_norm.weight",
+      .kv_b = "blk.{}.attn_kv_b.weight",
+      .k_b = "blk.{}.attn_k_b.weight",
+      .v_b = "blk.{}.attn_v_b.weight",
   };
 }
 
 TensorNames HfTensorNames(const ArchSpec& arch) {
+  const std::string shared =
+      arch.hf_shared_prefix.empty() ? "model.layers.{}.mlp.shared_expert" : arch.hf_shared_prefix;
   return {
       .embedding = "model.embed_tokens.weight",
       .final_norm = "model.norm.weight",
@@ -65,18 +76,27 @@ TensorNames HfTensorNames(const ArchSpec& arch) {
       .expert_gate = arch.hf_expert_gate,
       .expert_up = arch.hf_expert_up,
       .expert_down = arch.hf_expert_down,
-      .shared_gate = "model.layers.{}.mlp.shared_expert.gate_proj.weight",
-      .shared_up = "model.layers.{}.mlp.shared_expert.up_proj.weight",
-      .shared_down = "model.layers.{}.mlp.shared_expert.down_proj.weight",
+      .shared_gate = shared + ".gate_proj.weight",
+      .shared_up = shared + ".up_proj.weight",
+      .shared_down = shared + ".down_proj.weight",
       .shared_router = "model.layers.{}.mlp.shared_expert_gate.weight",
+      .router_bias = "model.layers.{}.mlp.gate.e_score_correction_bias",
+      .q_a = "model.layers.{}.self_attn.q_a_proj.weight",
+      .q_a_norm = "model.layers.{}.self_attn.q_a_layernorm.weight",
+      .q_b = "model.layers.{}.self_attn.q_b_proj.weight",
+      .kv_a = "model.layers.{}.self_attn.kv_a_proj_with_mqa.weight",
+      .kv_a_norm = "model.layers.{}.self_attn.kv_a_layernorm.weight",
+      .kv_b = "model.layers.{}.self_attn.kv_b_proj.weight",
+      .k_b = "",  // Hugging Face files hold kv_b only
+      .v_b = "",
   };
 }
 
 absl::StatusOr<const ArchSpec*> FindArch(const std::string& name) {
   // The registry: one line per architecture.
-  static const std::array<const ArchSpec*, 8> kArchs = {
-      &LlamaArch(),   &MistralArch(),  &Qwen2Arch(),    &Qwen3Arch(),   &Gemma3Arch(),
-      &MixtralArch(), &Qwen2MoeArch(), &Qwen3MoeArch(),
+  static const std::array<const ArchSpec*, 9> kArchs = {
+      &LlamaArch(),   &MistralArch(),  &Qwen2Arch(),    &Qwen3Arch(),     &Gemma3Arch(),
+      &MixtralArch(), &Qwen2MoeArch(), &Qwen3MoeArch(), &DeepseekV3Arch(),
   };
   std::vector<std::string> known;
   for (const ArchSpec* a : kArchs) {

@@ -102,7 +102,9 @@ class Layouts(unittest.TestCase):
         # tp = 1 attention is replicated, so only the experts shrink per rank.
         layouts = [(2, 1, 2), (4, 1, 4), (2, 2, 2)]
         # max_share: the router and Qwen2-MoE's shared expert are replicated on every rank.
-        for arch, share in (("mixtral", 1.1), ("qwen2_moe", 1.5), ("qwen3_moe", 1.1)):
+        # DeepSeek-V3 also replicates the latent attention's q_a and kv_a projections.
+        for arch, share in (("mixtral", 1.1), ("qwen2_moe", 1.5), ("qwen3_moe", 1.1),
+                            ("deepseek_v3", 1.3)):
             for f in ("", "model-q8_0.gguf"):
                 self.check(os.path.join(DATA, "golden", arch, f), [], max_share=share,
                            layouts=layouts)

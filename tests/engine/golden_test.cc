@@ -132,7 +132,12 @@ INSTANTIATE_TEST_SUITE_P(
                       // Gemma 3: local and global layers, post-norms, GeGLU, scaled
                       // embeddings; HF norms hold scale - 1, GGUF norms the scale.
                       Case{"gemma3", "hf", false, 1e-4}, Case{"gemma3", "model-f32.gguf", false, 1e-4},
-                      Case{"gemma3", "model-q8_0.gguf", true, 1e-4}),
+                      Case{"gemma3", "model-q8_0.gguf", true, 1e-4},
+                      // DeepSeek-V3: latent attention (HF kv_b; GGUF k_b/v_b), a dense layer
+                      // then MoE layers with sigmoid grouped routing and a shared expert.
+                      Case{"deepseek_v3", "hf", false, 1e-4},
+                      Case{"deepseek_v3", "model-f32.gguf", false, 1e-4},
+                      Case{"deepseek_v3", "model-q8_0.gguf", true, 1e-4}),
     [](const auto& info) {
       std::string n = info.param.arch + "_" + info.param.file + (info.param.exact ? "_exact" : "");
       for (char& ch : n) {
@@ -166,7 +171,7 @@ TEST(GoldenFastPath, QuantizedLogitsStayClose) {
   for (const auto& [arch, file] : std::vector<std::pair<std::string, std::string>>{
            {"llama", "model-q8_0.gguf"}, {"llama", "model-q4_1.gguf"},
            {"mistral", "model-q8_0.gguf"}, {"qwen2", "model-q8_0.gguf"},
-           {"gemma3", "model-q8_0.gguf"}}) {
+           {"gemma3", "model-q8_0.gguf"}, {"deepseek_v3", "model-q8_0.gguf"}}) {
     const json ref = ReadGolden(arch)["files"][file];
     Loaded l = Load(arch, file, /*exact=*/false);
     const int64_t V = l.model->config().vocab;
@@ -193,7 +198,8 @@ TEST(GoldenFastPath, QuantizedLogitsStayClose) {
 // the same logits as when each runs alone.
 TEST(Batching, MixedBatchEqualsSequencesAlone) {
   for (const std::string arch :
-       {"llama", "mistral", "qwen2", "qwen3", "llama31", "mixtral", "qwen3_moe", "gemma3"}) {
+       {"llama", "mistral", "qwen2", "qwen3", "llama31", "mixtral", "qwen3_moe", "gemma3",
+        "deepseek_v3"}) {
     const json ref = ReadGolden(arch)["files"]["hf"];
     Loaded l = Load(arch, "hf", false);
     const int64_t V = l.model->config().vocab;
@@ -312,6 +318,23 @@ TEST(BadInput, UnknownArchitectureAndMismatchedTensors) {
                 "model.layers.999999999.input_layernorm.weight is missing"),
             std::string::npos)
       << model.status();
+}
+
+// DeepSeek-V3's KV cache holds the compressed latent and the shared RoPE key per token and
+// layer (64 + 16 here), not each head's key and value (4 heads x (48 + 32)): 16x smaller.
+TEST(LatentAttention, KvBytesPerTokenAreTheCompressedSize) {
+  Loaded l = Load("deepseek_v3", "hf", false);
+  const ModelConfig& c = l.model->config();
+  const KvCacheShape shape = l.model->CacheShape(1, 1, kernels::DType::kF32);
+  EXPECT_TRUE(shape.shared_kv);
+  EXPECT_EQ(shape.kv_dim, c.kv_lora_rank + c.head_dim);
+  EXPECT_EQ(shape.bytes_per_token(), c.n_layers * (64 + 16) * 4);
+  const int64_t per_head_kv =
+      c.n_layers * c.n_heads * ((c.qk_nope_dim + c.head_dim) + c.v_head_dim) * 4;
+  EXPECT_EQ(per_head_kv / shape.bytes_per_token(), 4);  // 4 heads x 80 / 80
+  std::unique_ptr<KvCache> cache = test_util::NewCache(l.model->CacheShape(32, 16, kernels::DType::kF16));
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->bytes(), c.n_layers * 32 * (64 + 16) * 2);
 }
 
 }  // namespace

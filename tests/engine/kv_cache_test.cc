@@ -188,5 +188,37 @@ TEST(KvCache, WritesLandWhereTheLayerViewReadsThem) {
   for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) CheckWritesLand(type);
 }
 
+// A latent cache (multi-head latent attention) stores one row per position, read as both
+// K and V: half the bytes of a K,V cache of the same row width.
+TEST(KvCache, SharedKvStoresOneRowPerPosition) {
+  KvCacheShape shape{.layers = 2, .kv_dim = 8, .block_size = 4, .num_blocks = 3};
+  KvCacheShape split = shape;
+  shape.shared_kv = true;
+  EXPECT_EQ(shape.bytes_per_token(), 2 * 8 * 4);
+  EXPECT_EQ(split.bytes_per_token(), 2 * 2 * 8 * 4);
+  auto cache = KvCache::Create(shape);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ((*cache)->bytes(), 2 * 3 * 4 * 8 * 4);
+  const std::vector<KvCache::Append> appends = {{7, 6}};
+  auto plan = (*cache)->PlanAppend(appends);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE((*cache)->Apply(*plan).ok());
+  std::vector<float> rows(6 * 8);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>(i) + 0.5f;
+  for (int64_t layer = 0; layer < 2; ++layer) (*cache)->Write(layer, 7, 0, rows.data(), nullptr, 6);
+  const std::span<const int32_t> table = (*cache)->blocks().BlockTable(7);
+  for (int64_t layer = 0; layer < 2; ++layer) {
+    const kernels::PagedKv kv = (*cache)->Layer(layer, 1);
+    EXPECT_EQ(kv.k, kv.v);
+    EXPECT_EQ(kv.block_stride, 4 * 8);
+    for (int64_t p = 0; p < 6; ++p) {
+      const float* row = static_cast<const float*>(kv.k) + table[p / 4] * kv.block_stride + (p % 4) * 8;
+      EXPECT_EQ(std::vector<float>(row, row + 8),
+                std::vector<float>(rows.begin() + p * 8, rows.begin() + (p + 1) * 8))
+          << "layer " << layer << " position " << p;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tessera

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <tuple>
 #include <limits>
@@ -238,6 +239,92 @@ TEST(ModelConfig, LocalAndGlobalLayersFromHfConfigs) {
   c = ConfigFromHf(With(g, "hidden_activation", "gelu_pytorch_tanh"), "m/config.json");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->activation, "gelu_pytorch_tanh");
+}
+
+// DeepSeek-V3's config.json: latent-attention dims (head_dim becomes the RoPE part), MoE
+// after the dense layers with sigmoid grouped routing and shared experts; what it cannot
+// run is named.
+TEST(ModelConfig, DeepseekV3LatentAttentionAndRouting) {
+  json d = json::parse(R"({"model_type":"deepseek_v3","num_hidden_layers":3,"hidden_size":64,
+    "num_attention_heads":4,"num_key_value_heads":4,"head_dim":16,"intermediate_size":128,
+    "moe_intermediate_size":32,"vocab_size":256,"max_position_embeddings":128,
+    "rms_norm_eps":1e-6,"kv_lora_rank":64,"q_lora_rank":null,"qk_nope_head_dim":32,
+    "qk_rope_head_dim":16,"v_head_dim":32,"n_routed_experts":8,"n_shared_experts":2,
+    "num_experts_per_tok":2,"first_k_dense_replace":1,"n_group":4,"topk_group":2,
+    "routed_scaling_factor":2.5,"norm_topk_prob":true,"rope_interleave":true})");
+  auto c = ConfigFromHf(d, "m/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->kv_lora_rank, 64);
+  EXPECT_EQ(c->q_lora_rank, 0);  // null: the query is projected directly
+  EXPECT_EQ(c->head_dim, 16);
+  EXPECT_EQ(c->qk_nope_dim, 32);
+  EXPECT_EQ(c->v_head_dim, 32);
+  EXPECT_EQ(c->n_kv_heads, 4);
+  EXPECT_EQ(c->n_experts, 8);
+  EXPECT_EQ(c->expert_ffn, 32);
+  EXPECT_EQ(c->shared_expert_ffn, 64);  // two shared experts run as one MLP
+  EXPECT_EQ(c->dense_layers, 1);
+  EXPECT_EQ(c->routing, "sigmoid");
+  EXPECT_EQ(c->expert_groups, 4);
+  EXPECT_EQ(c->expert_groups_used, 2);
+  EXPECT_EQ(c->routed_scale, 2.5);
+
+  ExpectError(With(d, "first_k_dense_replace", 4), absl::StatusCode::kInvalidArgument,
+              "4 leading dense layers of 3");
+  ExpectError(With(d, "n_group", 3), absl::StatusCode::kInvalidArgument,
+              "3 expert groups (2 used) for 8 experts are inconsistent");
+  ExpectError(With(d, "topk_group", 5), absl::StatusCode::kInvalidArgument, "expert groups");
+  ExpectError(With(d, "v_head_dim", 0), absl::StatusCode::kInvalidArgument, "latent attention");
+  ExpectError(With(d, "qk_nope_head_dim", nullptr), absl::StatusCode::kInvalidArgument,
+              "qk_nope_head_dim: missing");
+  ExpectError(With(d, "routed_scaling_factor", -1.0), absl::StatusCode::kInvalidArgument,
+              "expert weight scale -1");
+  ExpectError(With(d, "moe_layer_freq", 2), absl::StatusCode::kUnimplemented, "moe_layer_freq: 2");
+  ExpectError(With(d, "scoring_func", "softmax"), absl::StatusCode::kUnimplemented,
+              "sigmoid, noaux_tc");
+  ExpectError(With(d, "rope_interleave", false), absl::StatusCode::kUnimplemented,
+              "adjacent pairs only");
+  ExpectError(With(d, "attention_bias", true), absl::StatusCode::kUnimplemented, "attention_bias");
+  ExpectError(With(d, "kv_lora_rank", int64_t{1} << 62), absl::StatusCode::kInvalidArgument,
+              "overflows int64");
+}
+
+// YaRN as transformers computes it (tests/data/rope/yarn.json, tools/golden/
+// make_rope_fixtures.py): each config's inverse frequencies and cos/sin factor.
+TEST(ModelConfig, YarnMatchesTransformers) {
+  std::ifstream in(std::string(TESSERA_TEST_DATA_DIR) + "/rope/yarn.json");
+  ASSERT_TRUE(in) << "tests/data/rope/yarn.json";
+  const json fixture = json::parse(in);
+  ASSERT_GE(fixture["cases"].size(), 6u);
+  for (const json& k : fixture["cases"]) {
+    const int64_t D = k["head_dim"];
+    json j = With(With(Llama(), "head_dim", D), "hidden_size", 4 * D);
+    j["num_attention_heads"] = 4;
+    j["num_key_value_heads"] = 4;
+    j["rope_parameters"] = k["rope_parameters"];
+    j["max_position_embeddings"] = 65536;
+    auto c = ConfigFromHf(j, "m/config.json");
+    ASSERT_TRUE(c.ok()) << k["name"] << ": " << c.status();
+    auto scaling = RopeScalingOf(*c);
+    ASSERT_TRUE(scaling.ok()) << scaling.status();
+    EXPECT_EQ(scaling->kind, kernels::RopeScaling::kYarn);
+    EXPECT_NEAR(scaling->attention_factor, k["attention_factor"].get<double>(), 1e-6) << k["name"];
+    const std::vector<double> inv = kernels::RopeInvFreq(D, static_cast<float>(c->rope_theta), *scaling);
+    const std::vector<double> want = k["inv_freq"];
+    ASSERT_EQ(inv.size(), want.size());
+    for (size_t i = 0; i < inv.size(); ++i) {  // transformers computes in f32
+      EXPECT_NEAR(inv[i], want[i], 1e-6 * want[i]) << k["name"] << " pair " << i;
+    }
+  }
+  json bad = Llama();
+  bad["rope_parameters"] = json::parse(R"({"rope_type": "yarn", "factor": 4.0, "beta_fast": -1})");
+  ExpectError(bad, absl::StatusCode::kInvalidArgument, "yarn RoPE scaling needs positive beta_fast");
+  json longrope = Llama();
+  longrope["rope_parameters"] = json::parse(R"({"rope_type": "longrope", "factor": 4.0})");
+  auto c = ConfigFromHf(longrope, "m/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(RopeScalingOf(*c).status().message(),
+            "RoPE scaling 'longrope' is not supported (supported: linear, llama3, yarn)");
 }
 
 }  // namespace

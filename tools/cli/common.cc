@@ -95,8 +95,7 @@ absl::StatusOr<kernels::DType> KvTypeArg(const Args& args) {
 }
 
 int64_t KvBytesPerToken(const Transformer& model, kernels::DType kv_type) {
-  const KvCacheShape one = model.CacheShape(1, 1, kv_type);
-  return one.layers * 2 * one.kv_dim * KvElementBytes(kv_type);  // K and V
+  return model.CacheShape(1, 1, kv_type).bytes_per_token();
 }
 
 absl::StatusOr<int64_t> KvBlocksFor(const Transformer& model, int64_t pool_bytes,

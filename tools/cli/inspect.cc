@@ -39,6 +39,24 @@ json HyperParameters(const ModelConfig& c) {
   }
   if (c.rope_local_theta > 0) j["rope_local_theta"] = c.rope_local_theta;
   if (c.query_scale > 0) j["query_pre_attn_scalar"] = c.query_scale;
+  if (c.kv_lora_rank > 0) {  // latent attention: head_dim is the RoPE part
+    j["kv_lora_rank"] = c.kv_lora_rank;
+    j["q_lora_rank"] = c.q_lora_rank;
+    j["qk_nope_head_dim"] = c.qk_nope_dim;
+    j["v_head_dim"] = c.v_head_dim;
+    // What the KV cache stores per token and layer: the latent and the shared RoPE key.
+    j["kv_elements_per_token_per_layer"] = c.kv_lora_rank + c.head_dim;
+  }
+  if (c.n_experts > 0) {
+    if (c.shared_expert_ffn > 0) j["shared_expert_ffn"] = c.shared_expert_ffn;
+    if (c.dense_layers > 0) j["dense_layers"] = c.dense_layers;
+    j["routing"] = c.routing;
+    if (c.expert_groups > 1) {
+      j["expert_groups"] = c.expert_groups;
+      j["expert_groups_used"] = c.expert_groups_used;
+    }
+    if (c.routed_scale != 1.0) j["routed_scale"] = c.routed_scale;
+  }
   return j;
 }
 

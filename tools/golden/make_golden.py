@@ -127,6 +127,38 @@ ARCHS = {
                      "pre_feedforward_layernorm.weight": "ffn_norm.weight",
                      "post_feedforward_layernorm.weight": "post_ffw_norm.weight"},
         quants=[QT.Q8_0]),
+    # DeepSeek-V3: latent attention with the query's low-rank pair (r 64, RoPE 16, no-RoPE
+    # 32, values 32: Q8_0 needs rows of whole 32-blocks, k_b's rows are the no-RoPE dims),
+    # one dense layer then two MoE layers: 8 experts in 4 groups (2 kept), top-2, a shared
+    # expert, sigmoid scores with a random selection bias, scaled by 2.5; YaRN RoPE as
+    # DeepSeek-V3 and Kimi-K2 ship it (mscale = mscale_all_dim: no cos/sin factor, scores
+    # scaled by mscale^2), from a pre-training context of 32 stretched 4x. The GGUF is laid out
+    # as llama.cpp's converter writes deepseek2 now (kv_b split into k_b, transposed per
+    # head, and v_b; the cache row as one KV head of r + RoPE dims).
+    "deepseek_v3": dict(
+        cls=getattr(transformers, "DeepseekV3Config", None), model_type="deepseek_v3",
+        gguf_arch="deepseek2", permute=False, mla=True,
+        cfg=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
+                 intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=3,
+                 first_k_dense_replace=1, n_routed_experts=8, n_shared_experts=1,
+                 num_experts_per_tok=2, n_group=4, topk_group=2, routed_scaling_factor=2.5,
+                 norm_topk_prob=True, q_lora_rank=64, kv_lora_rank=64, qk_rope_head_dim=16,
+                 qk_nope_head_dim=32, v_head_dim=32, vocab_size=256,
+                 max_position_embeddings=128, rms_norm_eps=1e-6,
+                 rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                                      original_max_position_embeddings=32, beta_fast=32,
+                                      beta_slow=1, mscale=1.0, mscale_all_dim=1.0),
+                 rope_interleave=True, attention_bias=False, tie_word_embeddings=False),
+        layer_names={"self_attn.q_a_proj.weight": "attn_q_a.weight",
+                     "self_attn.q_a_layernorm.weight": "attn_q_a_norm.weight",
+                     "self_attn.q_b_proj.weight": "attn_q_b.weight",
+                     "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
+                     "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
+                     "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
+                     "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
+                     "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
+                     "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight"},
+        quants=[QT.Q8_0]),
 }
 
 
@@ -269,6 +301,10 @@ def build(name, spec):
                 p.copy_(1.0 - spec.get("norm_shift", 0.0) + 0.1 * torch.randn_like(p))
             else:
                 p.copy_(0.15 * torch.randn_like(p))
+        for bname, b in model.named_buffers():
+            if bname.endswith("e_score_correction_bias"):
+                # Non-negative, so no kept group's expert scores below the -inf mask.
+                b.copy_(0.05 * torch.rand_like(b))
     return model.eval()
 
 
@@ -297,16 +333,36 @@ def write_gguf(path, name, spec, state, qtype):
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_feed_forward_length(cfg["intermediate_size"])
     w.add_head_count(n_head)
-    w.add_head_count_kv(n_kv)
-    w.add_key_length(head_dim)
-    w.add_value_length(head_dim)
-    w.add_rope_freq_base(cfg["rope_theta"])
+    if spec.get("mla"):
+        # llama.cpp's deepseek2 layout: the cache row is one KV head of r + RoPE dims.
+        r, rope = cfg["kv_lora_rank"], cfg["qk_rope_head_dim"]
+        w.add_head_count_kv(1)
+        w.add_key_length(r + rope)
+        w.add_value_length(r)
+        w.add_key_length_mla(cfg["qk_nope_head_dim"] + rope)
+        w.add_value_length_mla(cfg["v_head_dim"])
+        w.add_kv_lora_rank(r)
+        if cfg.get("q_lora_rank"):
+            w.add_q_lora_rank(cfg["q_lora_rank"])
+        w.add_rope_dimension_count(rope)
+        w.add_leading_dense_block_count(cfg["first_k_dense_replace"])
+        w.add_expert_shared_count(cfg["n_shared_experts"])
+        w.add_expert_weights_scale(cfg["routed_scaling_factor"])
+        w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
+        w.add_expert_group_count(cfg["n_group"])
+        w.add_expert_group_used_count(cfg["topk_group"])
+    else:
+        w.add_head_count_kv(n_kv)
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    w.add_rope_freq_base(cfg["rope_theta"] if "rope_theta" in cfg else cfg["rope_parameters"]["rope_theta"])
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     w.add_vocab_size(cfg["vocab_size"])
     if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
         w.add_sliding_window(cfg["sliding_window"])
-    if cfg.get("num_local_experts") or cfg.get("num_experts"):
-        w.add_expert_count(cfg.get("num_local_experts") or cfg.get("num_experts"))
+    n_experts = cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts")
+    if n_experts:
+        w.add_expert_count(n_experts)
         w.add_expert_used_count(cfg["num_experts_per_tok"])
         if "moe_intermediate_size" in cfg:
             w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
@@ -323,12 +379,27 @@ def write_gguf(path, name, spec, state, qtype):
     w.add_add_bos_token(False)
     if spec.get("rope_freqs"):
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
-    rs = cfg.get("rope_scaling") or {}
+    rs = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
     if rs.get("rope_type") == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(rs["factor"])
+    if rs.get("rope_type") == "yarn":  # as llama.cpp's deepseek2 converter writes it
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rs["factor"])
+        w.add_rope_scaling_orig_ctx_len(rs["original_max_position_embeddings"])
+        w.add_rope_scaling_yarn_log_mul(0.1 * rs["mscale_all_dim"])
     dequantized = {}
-    for hf, a in stack_experts({k: v.float().numpy() for k, v in state.items()}).items():
+    arrays = stack_experts({k: v.float().numpy() for k, v in state.items()})
+    if spec.get("mla"):
+        # kv_b [Hq*(N+Dv), r] -> k_b [Hq, r, N] (each head's key rows, transposed) and
+        # v_b [Hq, Dv, r], as llama.cpp's converter writes them.
+        nope, dv = cfg["qk_nope_head_dim"], cfg["v_head_dim"]
+        for hf in [k for k in arrays if k.endswith("kv_b_proj.weight")]:
+            kv_b = arrays.pop(hf).reshape(n_head, nope + dv, -1)
+            layer = hf.split(".")[2]
+            arrays[f"blk.{layer}.attn_k_b.weight"] = np.ascontiguousarray(kv_b[:, :nope].transpose(0, 2, 1))
+            arrays[f"blk.{layer}.attn_v_b.weight"] = np.ascontiguousarray(kv_b[:, nope:])
+    for hf, a in arrays.items():
         if spec["permute"] and hf.endswith("q_proj.weight"):
             a = permute(a, n_head)
         if spec["permute"] and hf.endswith("k_proj.weight"):
@@ -350,6 +421,9 @@ def write_gguf(path, name, spec, state, qtype):
             back = unpermute(back, n_head)
         if spec["permute"] and hf.endswith("k_proj.weight"):
             back = unpermute(back, n_kv)
+        if hf.endswith(("attn_k_b.weight", "attn_v_b.weight")):
+            dequantized[hf] = back  # rejoined into kv_b below
+            continue
         if hf.startswith("blk."):  # stacked experts: back to per-expert HF names
             layer, name = hf.split(".")[1], hf.split(".")[2]
             for e in range(back.shape[0]):
@@ -362,6 +436,13 @@ def write_gguf(path, name, spec, state, qtype):
         if hf.endswith("shared_expert_gate.weight"):
             back = back.reshape(1, -1)
         dequantized[hf] = torch.from_numpy(np.ascontiguousarray(back))
+    for hf in [k for k in dequantized if k.endswith("attn_k_b.weight")]:
+        layer = hf.split(".")[1]
+        k_b = dequantized.pop(hf).transpose(0, 2, 1)
+        v_b = dequantized.pop(f"blk.{layer}.attn_v_b.weight")
+        kv_b = np.concatenate([k_b, v_b], axis=1).reshape(-1, k_b.shape[-1])
+        dequantized[f"model.layers.{layer}.self_attn.kv_b_proj.weight"] = torch.from_numpy(
+            np.ascontiguousarray(kv_b.astype(np.float32)))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
