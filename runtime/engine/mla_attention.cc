@@ -38,13 +38,6 @@ int64_t MlaAttentionLayer::scratch_per_token() const {
          std::max(N, r) + std::max(r, Dv);
 }
 
-int64_t MlaAttentionLayer::bytes() const {
-  int64_t b = w_.q.bytes() + w_.kv_a.bytes() + w_.kv_a_norm.bytes() + w_.k_up.bytes() +
-              w_.v_up.bytes() + w_.o.bytes();
-  if (w_.q_a) b += w_.q_a->bytes() + w_.q_a_norm->bytes();
-  return b;
-}
-
 absl::Status MlaAttentionLayer::Forward(Tensor out, ConstTensor x, const AttentionStep& step,
                                         KvCache& cache, std::span<float> scratch) const {
   const MlaOptions& o = options_;
@@ -70,7 +63,7 @@ absl::Status MlaAttentionLayer::Forward(Tensor out, ConstTensor x, const Attenti
   if (w_.q_a) {
     const Tensor qa_t(qa, DType::kF32, {T, o.q_rank});
     w_.q_a->Forward(qa_t, x);
-    kernels::RmsNorm(qa_t, qa_t, w_.q_a_norm->cview(), a.norm_eps);
+    kernels::RmsNorm(qa_t, qa_t, w_.q_a_norm->cview(), o.latent_norm_eps);
     w_.q.Forward(Tensor(q, DType::kF32, {T, Hq * (N + R)}), qa_t);
   } else {
     w_.q.Forward(Tensor(q, DType::kF32, {T, Hq * (N + R)}), x);
@@ -78,7 +71,7 @@ absl::Status MlaAttentionLayer::Forward(Tensor out, ConstTensor x, const Attenti
   w_.kv_a.Forward(Tensor(kv, DType::kF32, {T, row}), x);
   for (int64_t t = 0; t < T; ++t) {  // the latent's RMSNorm, row by row (rows are r + R apart)
     const Tensor c(kv + t * row, DType::kF32, {1, r});
-    kernels::RmsNorm(c, c, w_.kv_a_norm.cview(), a.norm_eps);
+    kernels::RmsNorm(c, c, w_.kv_a_norm.cview(), o.latent_norm_eps);
   }
   // RoPE on the queries' and the key's RoPE dims.
   for (int64_t h = 0; h < Hq; ++h)

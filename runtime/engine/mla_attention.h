@@ -44,6 +44,9 @@ struct MlaOptions {
   int64_t q_rank = 0;     // of q_a; 0: q projected directly
   int64_t nope_dim = 0;   // N
   int64_t value_dim = 0;  // Dv
+  // RMSNorm epsilon of q_a's and the latent's norms: transformers' fixed 1e-6 for Hugging
+  // Face checkpoints, the model's epsilon for GGUF files (as llama.cpp).
+  float latent_norm_eps = 1e-6f;
 };
 
 // This rank's shard of one layer's latent-attention weights.
@@ -70,7 +73,6 @@ class MlaAttentionLayer {
                        KvCache& cache, std::span<float> scratch) const;
 
   const MlaOptions& options() const { return options_; }
-  int64_t bytes() const;
 
  private:
   MlaWeights w_;

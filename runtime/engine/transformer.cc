@@ -301,8 +301,9 @@ AttentionOptions Transformer::LayerAttention(int64_t l) const {
     query_scale = static_cast<double>(c.hidden) / static_cast<double>(c.n_heads);
   }
   if (query_scale > 0) o.scale = static_cast<float>(1.0 / std::sqrt(query_scale));
-  // DeepSeek with YaRN: scores scaled by mscale(factor, mscale_all_dim)^2 beyond (N + R)^-1/2.
-  if (c.kv_lora_rank > 0 && c.rope_scaling == "yarn" && c.rope_mscale_all_dim > 0) {
+  // DeepSeek with RoPE scaling (YaRN): scores scaled by mscale(factor, mscale_all_dim)^2
+  // beyond (N + R)^-1/2 (ValidateConfig keeps it within f32).
+  if (c.kv_lora_rank > 0 && !c.rope_scaling.empty() && c.rope_mscale_all_dim > 0) {
     const double m = YarnMscale(c.rope_factor, c.rope_mscale_all_dim);
     o.scale = static_cast<float>(m * m / std::sqrt(static_cast<double>(c.qk_nope_dim + c.head_dim)));
   }

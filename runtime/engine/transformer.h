@@ -1,12 +1,14 @@
 // A decoder-only transformer (Llama family: pre-RMSNorm, GQA attention with RoPE, SwiGLU
 // MLP, tied or separate LM head; and what ArchSpec adds: qk-norm, QKV bias, post-norms,
-// GeGLU, scaled embeddings, local and global layers), built from the parallel layers so that a tensor-parallel
-// communicator distributes it without changes here.
+// GeGLU, scaled embeddings, local and global layers, multi-head latent attention), built from
+// the parallel layers so that a tensor-parallel communicator distributes it without changes
+// here.
 //
 // Forward() runs one step over a batch of sequences: each contributes a chunk of new tokens
 // (a prefill chunk of any length, or one decode token) whose K/V are appended to the paged
 // cache, and all tokens of the batch go through each linear layer together (matrix-matrix).
-// Each layer's attention is an AttentionLayer (its heads' shard), one batched
+// Each layer's attention is an AttentionLayer or, with latent attention, an
+// MlaAttentionLayer (its heads' shard), one batched
 // kernels::PagedAttention call for the whole step reading K/V straight from the block
 // tables. A sequence may appear once per step.
 //

@@ -82,8 +82,12 @@ absl::StatusOr<MlaAttentionLayer> Transformer::LoadMla(WeightLoader& loader,
     w.k_up = std::move(*k_up);
     w.v_up = std::move(*v_up);
   }
-  const MlaOptions mla{
-      .attention = LayerAttention(l), .kv_rank = r, .q_rank = qr, .nope_dim = N, .value_dim = Dv};
+  const MlaOptions mla{.attention = LayerAttention(l),
+                       .kv_rank = r,
+                       .q_rank = qr,
+                       .nope_dim = N,
+                       .value_dim = Dv,
+                       .latent_norm_eps = gguf_ ? static_cast<float>(c.norm_eps) : 1e-6f};
   return MlaAttentionLayer(std::move(w), mla);
 }
 

@@ -1,5 +1,6 @@
 #include "runtime/model/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -117,7 +118,11 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
   if (c.routing != "softmax" && c.routing != "sigmoid") {
     return bad(absl::StrCat("expert routing '", c.routing, "' is not one of softmax, sigmoid"));
   }
+  if (c.n_experts > std::numeric_limits<int32_t>::max()) {
+    return bad(absl::StrCat(c.n_experts, " experts are more than 2^31 - 1"));
+  }
   if (c.expert_groups < 1 || c.expert_groups_used < 1 || c.expert_groups_used > c.expert_groups ||
+      c.expert_groups > std::max<int64_t>(1, c.n_experts) ||
       (c.n_experts > 0 && c.n_experts % c.expert_groups != 0)) {
     return bad(absl::StrCat(c.expert_groups, " expert groups (", c.expert_groups_used,
                             " used) for ", c.n_experts, " experts are inconsistent"));
@@ -157,6 +162,16 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
                          {"yarn mscale", c.rope_mscale},
                          {"yarn mscale_all_dim", c.rope_mscale_all_dim}}) {
     if (!(v == 0 || positive_f32(v))) return bad(absl::StrCat(what, " ", v, " must be finite and >= 0"));
+  }
+  if (c.rope_scaling == "yarn" && !(c.rope_theta > 1)) {
+    return bad(absl::StrCat("yarn RoPE scaling needs RoPE theta > 1, found ", c.rope_theta));
+  }
+  if (!c.rope_scaling.empty()) {  // the cos/sin factor and DeepSeek's score scale, in f32
+    const double m = YarnMscale(c.rope_factor, c.rope_mscale_all_dim);
+    if (!positive_f32(YarnAttentionFactor(c)) || !positive_f32(m * m)) {
+      return bad(absl::StrCat("RoPE scaling factor ", c.rope_factor, " with mscale ", c.rope_mscale,
+                              " / mscale_all_dim ", c.rope_mscale_all_dim, " is out of f32 range"));
+    }
   }
   if (c.sliding_window && *c.sliding_window < 0) {
     return bad(absl::StrCat("sliding window ", *c.sliding_window, " must be >= 0"));
@@ -248,11 +263,6 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
     if (c.rope_scaling == "yarn" && c.rope_original_context == 0) c.rope_original_context = c.context;
     c.rope_beta_fast = f.GetFloat(p + "rope.scaling.yarn_beta_fast").value_or(32.0);
     c.rope_beta_slow = f.GetFloat(p + "rope.scaling.yarn_beta_slow").value_or(1.0);
-    // llama.cpp's converter writes DeepSeek's 0.1 * mscale_all_dim as the log multiplier
-    // (and runs its RoPE with no net cos/sin factor: mscale = mscale_all_dim).
-    if (auto log_mul = f.GetFloat(p + "rope.scaling.yarn_log_multiplier"); log_mul.ok()) {
-      c.rope_mscale = c.rope_mscale_all_dim = *log_mul / 0.1;
-    }
   }
   c.norm_eps = f.GetFloat(p + "attention.layer_norm_rms_epsilon").value_or(1e-5);
   c.n_experts = f.GetInt(p + "expert_count").value_or(0);
@@ -273,11 +283,12 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
   }
   c.routed_scale = f.GetFloat(p + "expert_weights_scale").value_or(1.0);
   if (auto gating = f.GetInt(p + "expert_gating_func"); gating.ok()) {
-    // llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE: 1 softmax, 2 sigmoid.
-    if (*gating != 1 && *gating != 2) {
+    // llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE: 0 none (softmax, as llama.cpp reads it),
+    // 1 softmax, 2 sigmoid.
+    if (*gating < 0 || *gating > 2) {
       return absl::UnimplementedError(absl::StrCat(f.name(), ": metadata key ", p,
                                                    "expert_gating_func: ", *gating,
-                                                   " (known: 1 softmax, 2 sigmoid)"));
+                                                   " (known: 0 none, 1 softmax, 2 sigmoid)"));
     }
     c.routing = *gating == 2 ? "sigmoid" : "softmax";
   }
@@ -293,14 +304,25 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& f) {
     auto rope = f.GetInt(p + "rope.dimension_count");
     if (!rope.ok()) return rope.status();
     const bool split = f.Find(p + "attention.key_length_mla") != nullptr;
-    auto key = f.GetInt(p + (split ? "attention.key_length_mla" : "attention.key_length"));
+    const std::string key_name = split ? "attention.key_length_mla" : "attention.key_length";
+    auto key = f.GetInt(p + key_name);
     auto value = f.GetInt(p + (split ? "attention.value_length_mla" : "attention.value_length"));
     if (!key.ok()) return key.status();
     if (!value.ok()) return value.status();
+    if (*rope <= 0 || *key <= *rope) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f.name(), ": metadata key ", p, key_name, ": ", *key, " must exceed the ", *rope,
+          " RoPE dims (", p, "rope.dimension_count) of latent attention"));
+    }
     c.head_dim = *rope;
     c.qk_nope_dim = *key - *rope;
     c.v_head_dim = *value;
     c.n_kv_heads = c.n_heads;
+    // llama.cpp's converter writes DeepSeek's 0.1 * mscale_all_dim as the log multiplier
+    // (and runs its RoPE with no net cos/sin factor: mscale = mscale_all_dim).
+    if (auto log_mul = f.GetFloat(p + "rope.scaling.yarn_log_multiplier"); log_mul.ok()) {
+      c.rope_mscale = c.rope_mscale_all_dim = *log_mul / 0.1;
+    }
   }
   if (auto sw = f.GetInt(p + "attention.sliding_window"); sw.ok()) c.sliding_window = *sw;
   if (const gguf::Value* pattern = f.Find(p + "attention.sliding_window_pattern")) {
@@ -392,8 +414,10 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
     c.norm_topk_prob = norm->get<bool>();
   }
   // DeepSeek-V3 / Kimi-K2: latent attention, sigmoid grouped routing, shared experts, and
-  // the first layers dense.
-  if (absl::Status s = get_int("kv_lora_rank", c.kv_lora_rank, false); !s.ok()) return s;
+  // the first layers dense. Their latent-attention sizes and expert count are required; the
+  // other MoE keys default as transformers' DeepseekV3Config does.
+  const bool deepseek = c.arch == "deepseek_v3" || c.arch == "kimi_k2";
+  if (absl::Status s = get_int("kv_lora_rank", c.kv_lora_rank, deepseek); !s.ok()) return s;
   if (c.kv_lora_rank > 0) {
     int64_t rope = 0;
     for (auto [key, out] : {std::pair<const char*, int64_t*>{"q_lora_rank", &c.q_lora_rank},
@@ -413,10 +437,11 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
           path, ": rope_interleave: false; latent attention rotates adjacent pairs only"));
     }
   }
-  if (auto n = j.find("n_routed_experts"); n != j.end() && !n->is_null()) {
-    int64_t shared = 0, freq = 1;
-    for (auto [key, out] : {std::pair<const char*, int64_t*>{"n_routed_experts", &c.n_experts},
-                            {"n_shared_experts", &shared},
+  if (auto n = j.find("n_routed_experts"); deepseek || (n != j.end() && !n->is_null())) {
+    int64_t shared = 1, freq = 1;
+    c.dense_layers = 3, c.expert_groups = 8, c.expert_groups_used = 4, c.routed_scale = 2.5;
+    if (absl::Status s = get_int("n_routed_experts", c.n_experts, true); !s.ok()) return s;
+    for (auto [key, out] : {std::pair<const char*, int64_t*>{"n_shared_experts", &shared},
                             {"first_k_dense_replace", &c.dense_layers},
                             {"moe_layer_freq", &freq},
                             {"n_group", &c.expert_groups},

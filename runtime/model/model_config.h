@@ -31,7 +31,7 @@ struct ModelConfig {
   int64_t vocab = 0;       // V
   int64_t context = 0;     // trained context length
   double rope_theta = 10000.0;
-  // RoPE frequency scaling ("linear", "llama3"), from HF rope_scaling / rope_parameters or
+  // RoPE frequency scaling ("linear", "llama3", "yarn"), from HF rope_scaling / rope_parameters or
   // GGUF {arch}.rope.scaling.*; empty when none.
   std::string rope_scaling;
   double rope_factor = 1.0;
@@ -47,7 +47,7 @@ struct ModelConfig {
   int64_t n_experts = 0;       // 0 for dense models
   int64_t n_experts_used = 0;  // top-k
   int64_t expert_ffn = 0;         // intermediate size of one routed expert
-  int64_t shared_expert_ffn = 0;  // of the shared expert (Qwen2-MoE); 0 if none
+  int64_t shared_expert_ffn = 0;  // of the shared expert(s) (Qwen2-MoE; DeepSeek's summed); 0 if none
   std::optional<bool> norm_topk_prob;  // renormalise the chosen experts' weights
   std::optional<int64_t> sliding_window;
   // Which layers the sliding window applies to (1: local), one entry per layer, from HF

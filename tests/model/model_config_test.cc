@@ -287,6 +287,31 @@ TEST(ModelConfig, DeepseekV3LatentAttentionAndRouting) {
   ExpectError(With(d, "attention_bias", true), absl::StatusCode::kUnimplemented, "attention_bias");
   ExpectError(With(d, "kv_lora_rank", int64_t{1} << 62), absl::StatusCode::kInvalidArgument,
               "overflows int64");
+  // Absent MoE keys take transformers' DeepseekV3Config defaults; the sizes are required.
+  json sparse = d;
+  for (const char* key : {"n_group", "topk_group", "first_k_dense_replace", "n_shared_experts",
+                          "routed_scaling_factor"}) {
+    sparse.erase(key);
+  }
+  sparse["n_routed_experts"] = 16;
+  c = ConfigFromHf(sparse, "m/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(std::tuple(c->expert_groups, c->expert_groups_used, c->dense_layers, c->shared_expert_ffn,
+                       c->routed_scale),
+            std::tuple(int64_t{8}, int64_t{4}, int64_t{3}, int64_t{32}, 2.5));
+  json no_rank = d;
+  no_rank.erase("kv_lora_rank");
+  ExpectError(no_rank, absl::StatusCode::kInvalidArgument, "kv_lora_rank: missing");
+  json no_experts = d;
+  no_experts.erase("n_routed_experts");
+  ExpectError(no_experts, absl::StatusCode::kInvalidArgument, "n_routed_experts: missing");
+  json yarn = d;
+  yarn["rope_parameters"] = json::parse(R"({"rope_type": "yarn", "factor": 40.0, "rope_theta": 1.0,
+      "mscale": 1.0, "mscale_all_dim": 1.0, "original_max_position_embeddings": 32})");
+  ExpectError(yarn, absl::StatusCode::kInvalidArgument, "needs RoPE theta > 1");
+  yarn["rope_parameters"]["rope_theta"] = 10000.0;
+  yarn["rope_parameters"]["mscale_all_dim"] = 1e30;
+  ExpectError(yarn, absl::StatusCode::kInvalidArgument, "out of f32 range");
 }
 
 // YaRN as transformers computes it (tests/data/rope/yarn.json, tools/golden/
@@ -325,6 +350,57 @@ TEST(ModelConfig, YarnMatchesTransformers) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(RopeScalingOf(*c).status().message(),
             "RoPE scaling 'longrope' is not supported (supported: linear, llama3, yarn)");
+}
+
+// llama.cpp's deepseek2 metadata: the cache row as one KV head (key_length = r + RoPE), the
+// per-head dims in key_length_mla / value_length_mla, the MoE keys; impossible dims refused.
+TEST(ModelConfig, DeepseekLatentAttentionFromGguf) {
+  auto build = [](int64_t key_mla, int64_t rope) {
+    testing::GgufBuilder b;
+    b.KvString("general.architecture", "deepseek2")
+        .KvU32("deepseek2.block_count", 3)
+        .KvU32("deepseek2.embedding_length", 64)
+        .KvU32("deepseek2.attention.head_count", 4)
+        .KvU32("deepseek2.attention.head_count_kv", 1)
+        .KvU32("deepseek2.attention.key_length", 80)
+        .KvU32("deepseek2.attention.value_length", 64)
+        .KvU32("deepseek2.attention.key_length_mla", static_cast<uint32_t>(key_mla))
+        .KvU32("deepseek2.attention.value_length_mla", 32)
+        .KvU32("deepseek2.attention.kv_lora_rank", 64)
+        .KvU32("deepseek2.attention.q_lora_rank", 64)
+        .KvU32("deepseek2.rope.dimension_count", static_cast<uint32_t>(rope))
+        .KvU32("deepseek2.feed_forward_length", 128)
+        .KvU32("deepseek2.expert_feed_forward_length", 32)
+        .KvU32("deepseek2.expert_count", 8)
+        .KvU32("deepseek2.expert_used_count", 2)
+        .KvU32("deepseek2.expert_shared_count", 1)
+        .KvU32("deepseek2.leading_dense_block_count", 1)
+        .KvU32("deepseek2.expert_gating_func", 2)
+        .KvU32("deepseek2.expert_group_count", 4)
+        .KvU32("deepseek2.expert_group_used_count", 2)
+        .KvF32("deepseek2.expert_weights_scale", 2.5f)
+        .KvU32("deepseek2.context_length", 128)
+        .KvU32("deepseek2.vocab_size", 256);
+    return b.Build();
+  };
+  auto config = [](const std::vector<uint8_t>& bytes) -> absl::StatusOr<ModelConfig> {
+    auto f = gguf::GgufFile::Parse(bytes, "m.gguf");
+    if (!f.ok()) return f.status();
+    return ConfigFromGguf(**f);
+  };
+  auto c = config(build(48, 16));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(std::tuple(c->kv_lora_rank, c->q_lora_rank, c->head_dim, c->qk_nope_dim, c->v_head_dim,
+                       c->n_kv_heads),
+            std::tuple(int64_t{64}, int64_t{64}, int64_t{16}, int64_t{32}, int64_t{32}, int64_t{4}));
+  EXPECT_EQ(std::tuple(c->dense_layers, c->shared_expert_ffn, c->routing, c->expert_groups,
+                       c->expert_groups_used, c->routed_scale),
+            std::tuple(int64_t{1}, int64_t{32}, std::string("sigmoid"), int64_t{4}, int64_t{2}, 2.5));
+  for (auto [key, rope] : {std::pair<int64_t, int64_t>{16, 16}, {10, 16}, {48, 0}}) {
+    auto bad = config(build(key, rope));
+    ASSERT_FALSE(bad.ok()) << key << " " << rope;
+    EXPECT_NE(bad.status().message().find("must exceed the"), std::string::npos) << bad.status();
+  }
 }
 
 }  // namespace

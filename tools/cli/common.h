@@ -36,7 +36,7 @@ absl::StatusOr<int64_t> KvPoolBytes(absl::string_view spec);
 // --kv-type (every command that runs the engine): the KV cache's element type.
 constexpr const char* kKvTypeHelp = "KV cache element type: f16 (default), bf16 or f32";
 absl::StatusOr<kernels::DType> KvTypeArg(const Args& args);
-// KV bytes one token position takes on this rank (every layer's K and V).
+// KV bytes one token position takes on this rank (every layer's K and V, or latent row).
 int64_t KvBytesPerToken(const Transformer& model, kernels::DType kv_type);
 // Blocks of `block_size` tokens that `pool_bytes` of KV on this rank hold (at least one);
 // `print`: the start line (blocks, tokens, bytes per token per rank, sequences at the
