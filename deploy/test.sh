@@ -2,8 +2,9 @@
 # The test command. In order, stopping at the first failure:
 #   1. set-up (Debian packages, .venv), the real SmolLM2 and Gemma 3 models and llama.cpp's tokenizer
 #      vectors;
-#   2. the release build and every test (ctest labels unit, dist, e2e);
-#   3. the whole unit suite again under AddressSanitizer + UBSan (asan preset);
+#   2. the release build and every test (ctest labels unit, slow, dist, e2e);
+#   3. the whole unit suite again under AddressSanitizer + UBSan (asan preset, -O1 -g1; the
+#      slow real-model tests run in step 2 only);
 #   4. the thread pool, in-process communicator, parallel-layer and engine-across-ranks
 #      tests under ThreadSanitizer (tsan preset);
 #   5. every fuzz target for 30 s over its corpus (deploy/fuzz.sh; libFuzzer, ASan + UBSan).
