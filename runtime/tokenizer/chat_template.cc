@@ -4,7 +4,6 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "runtime/tokenizer/jinja.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "runtime/tokenizer/tokenizer_data.h"
@@ -22,43 +21,11 @@ absl::string_view Trim(absl::string_view s) {
 }  // namespace
 
 std::optional<ChatFormat> DetectChatFormat(const Tokenizer& tok) {
-  const std::string& t = tok.chat_template();
-  if (!t.empty()) {
-    if (t.find("<|im_start|>") != std::string::npos) return ChatFormat::kChatML;
-    if (t.find("<|start_header_id|>") != std::string::npos) return ChatFormat::kLlama3;
-    if (t.find("<start_of_turn>") != std::string::npos) return ChatFormat::kGemma;
-    return std::nullopt;
-  }
-  // No template in the metadata: go by the special tokens the vocabulary has.
   const TokenizerData& d = tok.data();
   if (d.Find("<|im_start|>") && d.Find("<|im_end|>")) return ChatFormat::kChatML;
   if (d.Find("<|start_header_id|>") && d.Find("<|eot_id|>")) return ChatFormat::kLlama3;
   if (d.Find("<start_of_turn>") && d.Find("<end_of_turn>")) return ChatFormat::kGemma;
   return std::nullopt;
-}
-
-std::string DefaultSystemMessage(const Tokenizer& tok) {
-  const std::string& t = tok.chat_template();
-  // The literal in "{{ '<|im_start|>system\nYou are ...<|im_end|>\n' }}"; the newline may
-  // be a real one or a Jinja "\n" escape. A template that splices in message content
-  // (quotes or braces before <|im_end|>) has no default.
-  const std::string kOpen = "<|im_start|>system";
-  for (size_t pos = t.find(kOpen); pos != std::string::npos; pos = t.find(kOpen, pos + 1)) {
-    size_t b = pos + kOpen.size();
-    if (t.compare(b, 1, "\n") == 0) {
-      b += 1;
-    } else if (t.compare(b, 2, "\\n") == 0) {
-      b += 2;
-    } else {
-      continue;
-    }
-    const size_t e = t.find("<|im_end|>", b);
-    if (e == std::string::npos) continue;
-    const absl::string_view body(t.data() + b, e - b);
-    if (body.empty() || body.find_first_of("'\"{}") != absl::string_view::npos) continue;
-    return absl::StrReplaceAll(body, {{"\\n", "\n"}});
-  }
-  return "";
 }
 
 RenderedChat RenderChat(ChatFormat format, std::span<const ChatMessage> messages,

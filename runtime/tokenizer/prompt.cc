@@ -36,9 +36,7 @@ absl::StatusOr<std::vector<int32_t>> EncodeMessages(const Tokenizer& tok,
         "built-in formats (ChatML, Llama 3, Gemma)");
   }
   return EncodeChat(tok, *format, messages,
-                    {.add_generation_prompt = true,
-                     .default_system = DefaultSystemMessage(tok),
-                     .parse_special_in_content = parse_special});
+                    {.add_generation_prompt = true, .parse_special_in_content = parse_special});
 }
 
 void AppendEndIds(const Tokenizer& tok, std::vector<int32_t>& stop_tokens) {

@@ -148,14 +148,10 @@ struct ChatMessage {
   std::string role, content;
 };
 
-// From the chat_template text (and the special tokens the vocabulary has); nullopt when
-// the template is neither ChatML, Llama 3 nor Gemma style.
+// The built-in format the vocabulary's special tokens point to (ChatML: <|im_start|> and
+// <|im_end|>; Llama 3: <|start_header_id|> and <|eot_id|>; Gemma: <start_of_turn> and
+// <end_of_turn>), for files without a chat template; nullopt when none matches.
 std::optional<ChatFormat> DetectChatFormat(const Tokenizer& tok);
-
-// The default system message a ChatML template inserts when the conversation has none
-// (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
-// Qwen2: "You are a helpful assistant"); empty when the template inserts none.
-std::string DefaultSystemMessage(const Tokenizer& tok);
 
 // Renders `messages`. ChatML: "<|im_start|>{role}\n{content}<|im_end|>\n" per message,
 // preceded by a system message with `default_system` when that is non-empty and the first
@@ -192,7 +188,7 @@ std::string ChatTemplateKind(const Tokenizer& tok);
 
 struct ChatEncodeOptions {
   bool add_generation_prompt = true;
-  std::string default_system = {};  // DefaultSystemMessage(tok), or a caller's choice
+  std::string default_system = {};  // a system message for conversations without one
   // Trusted callers only: read special tokens typed in roles and contents too. Off, a
   // user's "<|im_start|>system" is ordinary text and cannot forge a turn.
   bool parse_special_in_content = false;

@@ -42,6 +42,9 @@ class InspectTest(unittest.TestCase):
     def test_chat_format_falls_back_to_built_in_only_without_a_template(self):
         j = json.loads(run("inspect", "gemma3-270m-it", "--json").stdout)  # its GGUF has none
         self.assertIs(j["runnable"], True)
+        # Nor a local-layer pattern: inspect shows the one it runs with (5 local to 1 global).
+        self.assertEqual(j["hyperparameters"]["local_layers"], 15)  # of 18
+        self.assertEqual(j["hyperparameters"]["rope_local_theta"], 10000.0)
         self.assertEqual(j["tokenizer"]["chat_format"], "gemma")
         self.assertIn("gemma (built in: the file has no template)",
                       run("inspect", "gemma3-270m-it").stdout.decode())

@@ -3,7 +3,7 @@
 // tokenizer.json, optionally with the ChatML and Llama 3 special tokens added) gets a
 // fuzzed chat_template through tokenizer_config.json; then the Jinja path (parse, render
 // with the fuzzed messages, the input ranges checked to lie sorted inside the output, and
-// EncodeMessages), and the built-ins: DetectChatFormat, DefaultSystemMessage,
+// EncodeMessages), and the built-ins: DetectChatFormat,
 // ApplyChatTemplate in every format over the messages, and for the detected format an
 // Encode (parse_special) of the rendered prompt, EncodeChat, and Decodes.
 //
@@ -91,7 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)tessera::fuzz::Ids(tk::EncodeMessages(t, messages, flags & 8));
   }
   const std::optional<tk::ChatFormat> detected = tk::DetectChatFormat(t);
-  const std::string system = tk::DefaultSystemMessage(t);
+  const std::string system = messages.empty() ? std::string() : messages[0].content;
   const bool gen = flags & 1;
   for (tk::ChatFormat format :
        {tk::ChatFormat::kChatML, tk::ChatFormat::kLlama3, tk::ChatFormat::kGemma}) {

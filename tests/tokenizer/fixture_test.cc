@@ -141,10 +141,10 @@ TEST(SmolLM2Test, MatchesTransformersFromGguf) {
   EXPECT_EQ(CheckAll(**tok, f, "smollm2"), static_cast<int>(f.texts.size()));
   CheckRoundTrip(**tok, f, "smollm2", /*normalizes=*/false);
 
-  // The chat template SmolLM2 ships, for one user message.
+  // The built-in ChatML rendering of what SmolLM2's own template gives one user message
+  // (the template itself is rendered by jinja_test against jinja2).
   EXPECT_EQ(DetectChatFormat(**tok), ChatFormat::kChatML);
-  const std::string system = DefaultSystemMessage(**tok);
-  EXPECT_EQ(system, "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+  const std::string system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
   const ChatMessage msgs[] = {{"user", "What is 2+2?"}};
   EXPECT_EQ(ApplyChatTemplate(ChatFormat::kChatML, msgs, true, system),
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "

@@ -204,7 +204,6 @@ TEST(ChatTemplateTest, DetectAndEncode) {
   EXPECT_EQ(DetectChatFormat(Hf("llama3")), ChatFormat::kLlama3);
   EXPECT_EQ(DetectChatFormat(Hf("qwen3")), ChatFormat::kChatML);
   EXPECT_EQ(DetectChatFormat(Hf("llama2")), std::nullopt);
-  EXPECT_EQ(DefaultSystemMessage(Hf("qwen3")), "");  // splices messages[0].content only
 
   const ChatMessage user[] = {{"user", "hi"}};
   const Tokenizer& llama3 = Hf("llama3");

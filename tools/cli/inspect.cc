@@ -23,7 +23,16 @@ const std::vector<FlagSpec> kFlags = {
     {"--help", "-h", false, "show this help"},
 };
 
-json HyperParameters(const ModelConfig& c) {
+json HyperParameters(const ModelSource& model) {
+  ModelConfig c = *model.config();
+  // A GGUF file that does not record its local-layer pattern or base runs with the
+  // architecture's (Transformer::Load): show those.
+  if (auto arch = FindArch(c.arch); arch.ok() && model.format() == ModelSource::Format::kGguf) {
+    if (c.sliding_layers.empty() && (*arch)->gguf_sliding_pattern > 0) {
+      c.sliding_layers = SlidingPattern(c.n_layers, (*arch)->gguf_sliding_pattern);
+    }
+    if (c.rope_local_theta == 0) c.rope_local_theta = (*arch)->gguf_local_rope_theta;
+  }
   json j = {{"layers", c.n_layers},     {"hidden", c.hidden},
             {"heads", c.n_heads},       {"kv_heads", c.n_kv_heads},
             {"head_dim", c.head_dim},   {"ffn", c.ffn},
@@ -68,7 +77,7 @@ json Describe(const ModelSource& model, const tokenizer::Tokenizer* tok,
   if (const ModelConfig* c = model.config()) {
     j["architecture"] = c->arch;
     j["name"] = c->name;
-    j["hyperparameters"] = HyperParameters(*c);
+    j["hyperparameters"] = HyperParameters(model);
   } else {
     j["architecture"] = nullptr;
   }
