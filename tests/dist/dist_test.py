@@ -104,7 +104,7 @@ class Layouts(unittest.TestCase):
         # max_share: the router and Qwen2-MoE's shared expert are replicated on every rank.
         # DeepSeek-V3 also replicates the latent attention's q_a and kv_a projections.
         for arch, share in (("mixtral", 1.1), ("qwen2_moe", 1.5), ("qwen3_moe", 1.1),
-                            ("deepseek_v3", 1.3)):
+                            ("deepseek_v3", 1.3), ("deepseek_v3_direct_q", 1.3)):
             for f in ("", "model-q8_0.gguf"):
                 self.check(os.path.join(DATA, "golden", arch, f), [], max_share=share,
                            layouts=layouts)

@@ -137,7 +137,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // then MoE layers with sigmoid grouped routing and a shared expert.
                       Case{"deepseek_v3", "hf", false, 1e-4},
                       Case{"deepseek_v3", "model-f32.gguf", false, 1e-4},
-                      Case{"deepseek_v3", "model-q8_0.gguf", true, 1e-4}),
+                      Case{"deepseek_v3", "model-q8_0.gguf", true, 1e-4},
+                      // The query projected directly; GGUF in the older one-kv_b layout.
+                      Case{"deepseek_v3_direct_q", "hf", false, 1e-4},
+                      Case{"deepseek_v3_direct_q", "model-f32.gguf", false, 1e-4},
+                      Case{"deepseek_v3_direct_q", "model-q8_0.gguf", true, 1e-4}),
     [](const auto& info) {
       std::string n = info.param.arch + "_" + info.param.file + (info.param.exact ? "_exact" : "");
       for (char& ch : n) {

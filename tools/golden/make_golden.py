@@ -159,6 +159,29 @@ ARCHS = {
                      "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
                      "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight"},
         quants=[QT.Q8_0]),
+    # The other DeepSeek layouts: the query projected directly (no q_lora_rank, as in
+    # DeepSeek-V2-Lite), no RoPE scaling, and a GGUF in llama.cpp's older deepseek2 layout
+    # (one attn_kv_b tensor; key_length / value_length per head, head_count_kv = heads).
+    "deepseek_v3_direct_q": dict(
+        cls=getattr(transformers, "DeepseekV3Config", None), model_type="deepseek_v3",
+        gguf_arch="deepseek2", permute=False, mla=True, mla_legacy_gguf=True,
+        cfg=dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
+                 intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2,
+                 first_k_dense_replace=1, n_routed_experts=4, n_shared_experts=2,
+                 num_experts_per_tok=2, n_group=2, topk_group=1, routed_scaling_factor=1.5,
+                 norm_topk_prob=False, q_lora_rank=None, kv_lora_rank=32, qk_rope_head_dim=16,
+                 qk_nope_head_dim=32, v_head_dim=32, vocab_size=256,
+                 max_position_embeddings=128, rope_theta=10000.0, rms_norm_eps=1e-6,
+                 rope_interleave=True, attention_bias=False, tie_word_embeddings=False),
+        layer_names={"self_attn.q_proj.weight": "attn_q.weight",
+                     "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
+                     "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
+                     "self_attn.kv_b_proj.weight": "attn_kv_b.weight",
+                     "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
+                     "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
+                     "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
+                     "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight"},
+        quants=[QT.Q8_0]),
 }
 
 
@@ -336,11 +359,16 @@ def write_gguf(path, name, spec, state, qtype):
     if spec.get("mla"):
         # llama.cpp's deepseek2 layout: the cache row is one KV head of r + RoPE dims.
         r, rope = cfg["kv_lora_rank"], cfg["qk_rope_head_dim"]
-        w.add_head_count_kv(1)
-        w.add_key_length(r + rope)
-        w.add_value_length(r)
-        w.add_key_length_mla(cfg["qk_nope_head_dim"] + rope)
-        w.add_value_length_mla(cfg["v_head_dim"])
+        if spec.get("mla_legacy_gguf"):
+            w.add_head_count_kv(n_head)
+            w.add_key_length(cfg["qk_nope_head_dim"] + rope)
+            w.add_value_length(cfg["v_head_dim"])
+        else:
+            w.add_head_count_kv(1)
+            w.add_key_length(r + rope)
+            w.add_value_length(r)
+            w.add_key_length_mla(cfg["qk_nope_head_dim"] + rope)
+            w.add_value_length_mla(cfg["v_head_dim"])
         w.add_kv_lora_rank(r)
         if cfg.get("q_lora_rank"):
             w.add_q_lora_rank(cfg["q_lora_rank"])
@@ -390,7 +418,7 @@ def write_gguf(path, name, spec, state, qtype):
         w.add_rope_scaling_yarn_log_mul(0.1 * rs["mscale_all_dim"])
     dequantized = {}
     arrays = stack_experts({k: v.float().numpy() for k, v in state.items()})
-    if spec.get("mla"):
+    if spec.get("mla") and not spec.get("mla_legacy_gguf"):
         # kv_b [Hq*(N+Dv), r] -> k_b [Hq, r, N] (each head's key rows, transposed) and
         # v_b [Hq, Dv, r], as llama.cpp's converter writes them.
         nope, dv = cfg["qk_nope_head_dim"], cfg["v_head_dim"]
