@@ -149,15 +149,6 @@ ARCHS = {
                                       original_max_position_embeddings=32, beta_fast=32,
                                       beta_slow=1, mscale=1.0, mscale_all_dim=1.0),
                  rope_interleave=True, attention_bias=False, tie_word_embeddings=False),
-        layer_names={"self_attn.q_a_proj.weight": "attn_q_a.weight",
-                     "self_attn.q_a_layernorm.weight": "attn_q_a_norm.weight",
-                     "self_attn.q_b_proj.weight": "attn_q_b.weight",
-                     "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
-                     "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
-                     "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
-                     "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
-                     "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
-                     "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight"},
         quants=[QT.Q8_0]),
     # The other DeepSeek layouts: the query projected directly (no q_lora_rank, as in
     # DeepSeek-V2-Lite), no RoPE scaling, and a GGUF in llama.cpp's older deepseek2 layout
@@ -173,14 +164,6 @@ ARCHS = {
                  qk_nope_head_dim=32, v_head_dim=32, vocab_size=256,
                  max_position_embeddings=128, rope_theta=10000.0, rms_norm_eps=1e-6,
                  rope_interleave=True, attention_bias=False, tie_word_embeddings=False),
-        layer_names={"self_attn.q_proj.weight": "attn_q.weight",
-                     "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
-                     "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
-                     "self_attn.kv_b_proj.weight": "attn_kv_b.weight",
-                     "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
-                     "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
-                     "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
-                     "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight"},
         quants=[QT.Q8_0]),
 }
 
@@ -245,6 +228,17 @@ LAYER = {
     "mlp.gate_proj.weight": "ffn_gate.weight",
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
+    # DeepSeek: latent attention, the router's selection bias, the shared experts.
+    "self_attn.q_a_proj.weight": "attn_q_a.weight",
+    "self_attn.q_a_layernorm.weight": "attn_q_a_norm.weight",
+    "self_attn.q_b_proj.weight": "attn_q_b.weight",
+    "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
+    "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
+    "self_attn.kv_b_proj.weight": "attn_kv_b.weight",
+    "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
+    "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
+    "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
+    "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
 }
 
 
