@@ -20,10 +20,6 @@ using kernels::DType;
 using kernels::OwnedTensor;
 using kernels::Tensor;
 
-std::string LayerName(const std::string& pattern, int64_t layer) {
-  return absl::StrReplaceAll(pattern, {{"{}", absl::StrCat(layer)}});
-}
-
 Tensor F32View(std::vector<float>& v, int64_t rows, int64_t cols) {
   return Tensor(v.data(), DType::kF32, {rows, cols});
 }
@@ -162,9 +158,8 @@ absl::Status Transformer::LoadWeights(const ModelSource& source, const LoadOptio
       source.format() == ModelSource::Format::kGguf ? GgufTensorNames() : HfTensorNames(*arch_);
   WeightLoader loader(source);
   const int rank = tp_->rank(), W = tp_->size();
-  auto load = [&](const std::string& name, std::vector<int64_t> shape,
-                  Split split) -> absl::StatusOr<OwnedTensor> {
-    return options.exact ? loader.LoadF32(name, shape, split) : loader.Load(name, shape, split);
+  auto load = [&](const std::string& name, std::vector<int64_t> shape, Split split) {
+    return LoadWeight(loader, options, name, shape, split);
   };
   const int64_t H = c.hidden, D = c.head_dim, V = c.vocab;
   // A norm weight, as the scale it stands for (Gemma's Hugging Face weights hold scale - 1).
@@ -310,6 +305,13 @@ AttentionOptions Transformer::LayerAttention(int64_t l) const {
   return o;
 }
 
+absl::StatusOr<OwnedTensor> Transformer::LoadWeight(WeightLoader& loader,
+                                                    const LoadOptions& options,
+                                                    const std::string& name,
+                                                    const std::vector<int64_t>& shape, Split split) {
+  return options.exact ? loader.LoadF32(name, shape, split) : loader.Load(name, shape, split);
+}
+
 absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
     WeightLoader& loader, const TensorNames& names, int64_t layer,
     const LoadOptions& options) {
@@ -317,8 +319,7 @@ absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
   const int64_t H = c.hidden, E = c.n_experts, Fe = c.expert_ffn;
   auto n = [&](const std::string& pattern) { return LayerName(pattern, layer); };
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
-    return options.exact ? loader.LoadF32(name, shape, Split::None())
-                         : loader.Load(name, shape, Split::None());
+    return LoadWeight(loader, options, name, shape, Split::None());
   };
   // Experts stacked [E, rows, cols]: one GGUF tensor, or one Hugging Face tensor per expert.
   // This rank's experts: [first, first + local) of E, on ep rank r of P.
@@ -328,8 +329,7 @@ absl::StatusOr<std::unique_ptr<parallel::MoeLayer>> Transformer::LoadMoe(
   auto stacked = [&](const std::string& pattern, int64_t rows,
                      int64_t cols) -> absl::StatusOr<OwnedTensor> {
     if (pattern.find("{e}") == std::string::npos) {
-      return options.exact ? loader.LoadF32(n(pattern), {E, rows, cols}, Split::Rows(r, P))
-                           : loader.Load(n(pattern), {E, rows, cols}, Split::Rows(r, P));
+      return LoadWeight(loader, options, n(pattern), {E, rows, cols}, Split::Rows(r, P));
     }
     std::optional<OwnedTensor> out;
     for (int64_t e = first; e < first + local; ++e) {

@@ -120,6 +120,12 @@ class Transformer {
   Transformer() = default;
   absl::Status LoadWeights(const ModelSource& source, const LoadOptions& options);
   absl::Status LoadRopeFactors(const ModelSource& source);
+  // A weight as the file stores it, or dequantized to f32 on the exact path.
+  static absl::StatusOr<kernels::OwnedTensor> LoadWeight(WeightLoader& loader,
+                                                         const LoadOptions& options,
+                                                         const std::string& name,
+                                                         const std::vector<int64_t>& shape,
+                                                         Split split);
   // Layer l's latent attention (transformer_mla.cc).
   absl::StatusOr<MlaAttentionLayer> LoadMla(WeightLoader& loader, const TensorNames& names,
                                             int64_t l, const LoadOptions& options) const;

@@ -4,7 +4,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "runtime/engine/transformer.h"
 
 namespace tessera {
@@ -19,12 +18,9 @@ absl::StatusOr<MlaAttentionLayer> Transformer::LoadMla(WeightLoader& loader,
   const int rank = tp_->rank(), W = tp_->size();
   const int64_t H = c.hidden, Hq = c.n_heads, Hl = local_heads_, R = c.head_dim, N = c.qk_nope_dim,
                 r = c.kv_lora_rank, Dv = c.v_head_dim, qr = c.q_lora_rank;
-  auto n = [&](const std::string& pattern) {
-    return absl::StrReplaceAll(pattern, {{"{}", absl::StrCat(l)}});
-  };
-  auto load = [&](const std::string& name, std::vector<int64_t> shape,
-                  Split split) -> absl::StatusOr<OwnedTensor> {
-    return options.exact ? loader.LoadF32(name, shape, split) : loader.Load(name, shape, split);
+  auto n = [&](const std::string& pattern) { return LayerName(pattern, l); };
+  auto load = [&](const std::string& name, std::vector<int64_t> shape, Split split) {
+    return LoadWeight(loader, options, name, shape, split);
   };
   MlaWeights w;
   if (qr > 0) {

@@ -151,20 +151,21 @@ absl::Status ValidateConfig(const ModelConfig& c, const std::string& where) {
                             c.rope_low_freq_factor, ", ", c.rope_high_freq_factor, ", ",
                             c.rope_original_context));
   }
-  if (c.rope_scaling == "yarn" &&
-      !(positive_f32(c.rope_beta_fast) && positive_f32(c.rope_beta_slow) &&
-        c.rope_original_context > 0 && c.rope_original_context <= (int64_t{1} << 40))) {
-    return bad(absl::StrCat("yarn RoPE scaling needs positive beta_fast, beta_slow and "
-                            "original_max_position_embeddings; found ",
-                            c.rope_beta_fast, ", ", c.rope_beta_slow, ", ", c.rope_original_context));
+  if (c.rope_scaling == "yarn") {
+    if (!(positive_f32(c.rope_beta_fast) && positive_f32(c.rope_beta_slow) &&
+          c.rope_original_context > 0 && c.rope_original_context <= (int64_t{1} << 40))) {
+      return bad(absl::StrCat("yarn RoPE scaling needs positive beta_fast, beta_slow and "
+                              "original_max_position_embeddings; found ", c.rope_beta_fast, ", ",
+                              c.rope_beta_slow, ", ", c.rope_original_context));
+    }
+    if (!(c.rope_theta > 1)) {
+      return bad(absl::StrCat("yarn RoPE scaling needs RoPE theta > 1, found ", c.rope_theta));
+    }
   }
   for (auto [what, v] : {std::pair<const char*, double>{"yarn attention_factor", c.rope_attention_factor},
                          {"yarn mscale", c.rope_mscale},
                          {"yarn mscale_all_dim", c.rope_mscale_all_dim}}) {
     if (!(v == 0 || positive_f32(v))) return bad(absl::StrCat(what, " ", v, " must be finite and >= 0"));
-  }
-  if (c.rope_scaling == "yarn" && !(c.rope_theta > 1)) {
-    return bad(absl::StrCat("yarn RoPE scaling needs RoPE theta > 1, found ", c.rope_theta));
   }
   if (!c.rope_scaling.empty()) {  // the cos/sin factor and DeepSeek's score scale, in f32
     const double m = YarnMscale(c.rope_factor, c.rope_mscale_all_dim);
@@ -420,11 +421,12 @@ absl::StatusOr<ModelConfig> ConfigFromHf(const json& j, const std::string& path)
   if (absl::Status s = get_int("kv_lora_rank", c.kv_lora_rank, deepseek); !s.ok()) return s;
   if (c.kv_lora_rank > 0) {
     int64_t rope = 0;
-    for (auto [key, out] : {std::pair<const char*, int64_t*>{"q_lora_rank", &c.q_lora_rank},
-                            {"qk_nope_head_dim", &c.qk_nope_dim},
-                            {"qk_rope_head_dim", &rope},
-                            {"v_head_dim", &c.v_head_dim}}) {
-      if (absl::Status s = get_int(key, *out, std::string(key) != "q_lora_rank"); !s.ok()) return s;
+    for (auto [key, out, required] :
+         {std::tuple<const char*, int64_t*, bool>{"q_lora_rank", &c.q_lora_rank, false},
+          {"qk_nope_head_dim", &c.qk_nope_dim, true},
+          {"qk_rope_head_dim", &rope, true},
+          {"v_head_dim", &c.v_head_dim, true}}) {
+      if (absl::Status s = get_int(key, *out, required); !s.ok()) return s;
     }
     c.head_dim = rope;
     c.n_kv_heads = c.n_heads;

@@ -72,6 +72,9 @@ struct ArchSpec {
   kernels::RopeLayout hf_rope = kernels::RopeLayout::kRotateHalf;
 };
 
+// A per-layer tensor name: `pattern` (a TensorNames field) with "{}" replaced by `layer`.
+std::string LayerName(const std::string& pattern, int64_t layer);
+
 // The standard names of llama.cpp's GGUF converter and of Hugging Face's Llama-family
 // checkpoints; architectures change only what differs.
 TensorNames GgufTensorNames();

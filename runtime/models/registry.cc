@@ -3,9 +3,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "runtime/models/arch.h"
 
 namespace tessera {
+
+std::string LayerName(const std::string& pattern, int64_t layer) {
+  return absl::StrReplaceAll(pattern, {{"{}", absl::StrCat(layer)}});
+}
 
 TensorNames GgufTensorNames() {
   return {
